@@ -1,0 +1,94 @@
+//! Installs what the build and the tests need and the machine may lack. Each step checks first,
+//! so a second run costs nothing; nothing here depends on something installed by hand.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{on_path, project_root, run_command};
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The Rust target the web app compiles to.
+pub fn rust_targets() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32 target")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    run_command(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// The npm build tools of the web app (binaryen's wasm-opt).
+pub fn web_tools() -> Result<()> {
+    npm_ci(&project_root().join("web"))
+}
+
+/// The npm packages of the end-to-end tests (the automerge-repo client, Playwright's driver).
+pub fn test_tools() -> Result<()> {
+    npm_ci(&project_root().join("tests/node"))
+}
+
+/// Debian's Chromium and ChromeDriver for the browser journeys. Test tools never download a
+/// browser of their own: that fails on these machines.
+pub fn browser() -> Result<()> {
+    if Path::new("/usr/bin/chromium").is_file() && on_path("chromedriver") {
+        return Ok(());
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut command = Command::new(all[0]);
+        command
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run_command(&mut command)
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "chromium", "chromium-driver"])
+}
+
+/// Installs a folder's npm packages from its lock file, unless they are already in place for
+/// exactly that lock file.
+fn npm_ci(folder: &Path) -> Result<()> {
+    let lock = folder.join("package-lock.json");
+    let stamp = folder.join("node_modules/.package-lock.json");
+    let fresh = match (std::fs::read(&lock), std::fs::metadata(&stamp)) {
+        (Ok(_), Ok(stamp_meta)) => {
+            let lock_time = std::fs::metadata(&lock).and_then(|m| m.modified()).ok();
+            let stamp_time = stamp_meta.modified().ok();
+            matches!((lock_time, stamp_time), (Some(l), Some(s)) if s >= l)
+        }
+        _ => false,
+    };
+    if fresh {
+        return Ok(());
+    }
+    if !on_path("npm") {
+        anyhow::bail!(
+            "npm is needed for {} (install Node.js 20 and npm, e.g. `apt-get install nodejs npm`)",
+            folder.display()
+        );
+    }
+    run_command(
+        Command::new("npm")
+            .current_dir(folder)
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+    )
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -1,0 +1,86 @@
+//! `cargo xtask test`: every check the project has, in the order that fails fastest.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::setup::{self, WASM_TARGET};
+use crate::{cargo, project_root, run_command, web};
+
+pub struct Options {
+    /// Leave out the real-browser journeys (for quick local iterations only).
+    pub skip_browser: bool,
+}
+
+pub fn all(options: &Options) -> Result<()> {
+    let root = project_root();
+    setup::rust_targets()?;
+    setup::web_tools()?;
+    setup::test_tools()?;
+    if !options.skip_browser {
+        setup::browser()?;
+    }
+
+    let cargo_in_root = || {
+        let mut command = Command::new(cargo());
+        command.current_dir(&root);
+        command
+    };
+
+    run_command(cargo_in_root().args(["fmt", "--all", "--", "--check"]))?;
+    run_command(cargo_in_root().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_command(cargo_in_root().args([
+        "clippy",
+        "-p",
+        "fieldnotes-web",
+        "--target",
+        WASM_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    // The end-to-end tests drive the real server binary, so build it before they run.
+    run_command(cargo_in_root().args(["build", "-p", "fieldnotes-server"]))?;
+    run_command(cargo_in_root().args(["test", "--workspace", "--all-targets"]))?;
+    run_command(cargo_in_root().args(["test", "--workspace", "--doc"]))?;
+
+    let report = web::build(&web::Options {
+        release: true,
+        optimise: true,
+    })?;
+    if report.first_load_brotli() > web::FIRST_LOAD_BUDGET_BYTES {
+        bail!(
+            "the first load transfers {} bytes, over the {} byte budget",
+            report.first_load_brotli(),
+            web::FIRST_LOAD_BUDGET_BYTES
+        );
+    }
+
+    let mut node = Command::new("node");
+    node.current_dir(root.join("tests/node"))
+        .env("FIELDNOTES_BIN", root.join("target/debug/fieldnotes"))
+        .env("FIELDNOTES_WEB_DIR", root.join("dist"))
+        .arg("--test")
+        .arg("--test-concurrency=1");
+    if options.skip_browser {
+        // Name the top-level test files only; the journeys live in tests/node/browser/.
+        let mut files: Vec<String> = std::fs::read_dir(root.join("tests/node"))?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".test.mjs"))
+            .collect();
+        files.sort();
+        node.args(files);
+    }
+    run_command(&mut node)?;
+    println!("all checks passed");
+    Ok(())
+}

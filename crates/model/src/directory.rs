@@ -1,0 +1,208 @@
+//! The team directory: which account documents a team has, so a new device can find them.
+//!
+//! Root map: `schema`, `kind = "directory"`, `team`, and `accounts`: a map from account
+//! document id to a small summary. Adding accounts on two devices at once merges (distinct
+//! keys); the summary fields are last-writer-wins, except `archived`, which follows the same
+//! "a concurrent true wins" rule as the account itself.
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use autosurgeon::{Hydrate, Reconcile, reconcile_prop};
+
+use crate::document::{
+    Editor, SCHEMA_VERSION, any_true, check_header, edit, ensure_map, get_map, load_doc, new_doc,
+};
+use crate::error::ModelError;
+use crate::ids::{AccountId, TeamId};
+
+const KIND: &str = "directory";
+
+/// What a device needs to list an account before it has loaded the account's document.
+#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile)]
+pub struct AccountSummary {
+    pub name: String,
+    pub created_at: i64,
+    #[autosurgeon(missing = "bool::default")]
+    pub archived: bool,
+}
+
+/// A team directory as read from its document.
+#[derive(Debug, Clone, PartialEq, Eq, Hydrate)]
+pub struct Directory {
+    pub schema: u64,
+    pub team: TeamId,
+    pub accounts: BTreeMap<AccountId, AccountSummary>,
+}
+
+impl Directory {
+    /// The accounts that are not archived.
+    pub fn visible(&self) -> impl Iterator<Item = (&AccountId, &AccountSummary)> {
+        self.accounts.iter().filter(|(_, s)| !s.archived)
+    }
+}
+
+#[derive(Reconcile)]
+struct InitialDirectory {
+    schema: u64,
+    kind: &'static str,
+    team: TeamId,
+    accounts: BTreeMap<AccountId, AccountSummary>,
+}
+
+/// Reads a directory from any automerge document.
+pub fn hydrate_directory<D>(doc: &D) -> Result<Directory, ModelError>
+where
+    D: ReadDoc + autosurgeon::ReadDoc,
+{
+    check_header(doc, KIND)?;
+    let mut directory: Directory =
+        autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid { kind: KIND, source })?;
+    if let Some(accounts) = get_map_read(doc)? {
+        for (id, summary) in directory.accounts.iter_mut() {
+            if let Some(entry) = ReadDoc::get(doc, &accounts, id.as_str())?.map(|(_, obj)| obj) {
+                summary.archived = any_true(doc, &entry, "archived")?;
+            }
+        }
+    }
+    Ok(directory)
+}
+
+fn get_map_read<D: ReadDoc>(doc: &D) -> Result<Option<automerge::ObjId>, ModelError> {
+    Ok(match ReadDoc::get(doc, ROOT, "accounts")? {
+        Some((automerge::Value::Object(automerge::ObjType::Map), id)) => Some(id),
+        _ => None,
+    })
+}
+
+/// A team directory document and its edits.
+#[derive(Debug, Clone)]
+pub struct DirectoryDoc {
+    doc: AutoCommit,
+}
+
+impl DirectoryDoc {
+    pub fn create(
+        editor: &Editor,
+        team: TeamId,
+        now_millis: i64,
+    ) -> Result<DirectoryDoc, ModelError> {
+        let mut doc = new_doc(editor);
+        let initial = InitialDirectory {
+            schema: SCHEMA_VERSION,
+            kind: KIND,
+            team,
+            accounts: BTreeMap::new(),
+        };
+        edit(&mut doc, "create directory", now_millis, |doc| {
+            autosurgeon::reconcile(doc, &initial)?;
+            Ok(())
+        })?;
+        Ok(DirectoryDoc { doc })
+    }
+
+    pub fn load(editor: &Editor, bytes: &[u8]) -> Result<DirectoryDoc, ModelError> {
+        Ok(DirectoryDoc {
+            doc: load_doc(bytes, editor)?,
+        })
+    }
+
+    pub fn from_automerge(editor: &Editor, doc: AutoCommit) -> DirectoryDoc {
+        DirectoryDoc {
+            doc: doc.with_actor(editor.actor().clone()),
+        }
+    }
+
+    pub fn automerge(&self) -> &AutoCommit {
+        &self.doc
+    }
+
+    pub fn automerge_mut(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    pub fn merge(&mut self, other: &mut DirectoryDoc) -> Result<(), ModelError> {
+        self.doc.merge(&mut other.doc)?;
+        Ok(())
+    }
+
+    pub fn hydrate(&self) -> Result<Directory, ModelError> {
+        hydrate_directory(&self.doc)
+    }
+
+    /// Lists a new account (or refreshes its summary field by field).
+    pub fn add_account(
+        &mut self,
+        id: &AccountId,
+        summary: &AccountSummary,
+        now_millis: i64,
+    ) -> Result<(), ModelError> {
+        let message = format!("list account {id}");
+        edit(&mut self.doc, message, now_millis, |doc| {
+            let accounts = ensure_map(doc, &ROOT, "accounts")?;
+            reconcile_prop(doc, &accounts, id.as_str(), summary)?;
+            Ok(())
+        })
+    }
+
+    /// Keeps the listed name in step after [`crate::AccountDoc::rename`].
+    pub fn rename_account(
+        &mut self,
+        id: &AccountId,
+        name: &str,
+        now_millis: i64,
+    ) -> Result<(), ModelError> {
+        self.put_in_entry(
+            id,
+            "name",
+            name.into(),
+            format!("rename listed account {id}"),
+            now_millis,
+        )
+    }
+
+    /// Hides the account in the list (same merge rule as [`crate::AccountDoc::archive`]).
+    pub fn archive_account(&mut self, id: &AccountId, now_millis: i64) -> Result<(), ModelError> {
+        self.put_in_entry(
+            id,
+            "archived",
+            true.into(),
+            format!("archive listed account {id}"),
+            now_millis,
+        )
+    }
+
+    pub fn restore_account(&mut self, id: &AccountId, now_millis: i64) -> Result<(), ModelError> {
+        self.put_in_entry(
+            id,
+            "archived",
+            false.into(),
+            format!("restore listed account {id}"),
+            now_millis,
+        )
+    }
+
+    fn put_in_entry(
+        &mut self,
+        id: &AccountId,
+        key: &str,
+        value: automerge::ScalarValue,
+        message: String,
+        now_millis: i64,
+    ) -> Result<(), ModelError> {
+        edit(&mut self.doc, message, now_millis, |doc| {
+            let entry = get_map(doc, &ROOT, "accounts")?
+                .map(|accounts| get_map(doc, &accounts, id.as_str()))
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| ModelError::UnknownAccount(id.clone()))?;
+            doc.put(&entry, key, value)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! Document identifiers as automerge-repo spells them: 16 random bytes,
+//! written as base58check text and wrapped in `automerge:` URLs.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The URL scheme automerge-repo uses for document links.
+pub const URL_PREFIX: &str = "automerge:";
+
+/// A document's identity: 16 bytes the creator chose at random.
+///
+/// The crate never makes randomness itself: callers pass the bytes in through
+/// [`DocumentId::from_bytes`], so the same code runs in the browser and on the server.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocumentId([u8; 16]);
+
+/// Why a text was not a valid document id or document URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentIdError {
+    #[error("document id is not valid base58check text")]
+    NotBase58Check,
+    #[error("document id has {0} bytes, expected 16")]
+    WrongLength(usize),
+    #[error("document url does not start with \"automerge:\"")]
+    NotAnAutomergeUrl,
+}
+
+impl DocumentId {
+    /// Wraps 16 bytes; pass random bytes to create a new document.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Parses the base58check text form, e.g. `3CdZN7os5Eb6CAKjiEe4bfmsszZf`.
+    pub fn parse(text: &str) -> Result<Self, DocumentIdError> {
+        let bytes = bs58::decode(text)
+            .with_check(None)
+            .into_vec()
+            .map_err(|_| DocumentIdError::NotBase58Check)?;
+        let array: [u8; 16] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| DocumentIdError::WrongLength(bytes.len()))?;
+        Ok(Self(array))
+    }
+
+    /// Parses an `automerge:<id>` URL.
+    pub fn parse_url(url: &str) -> Result<Self, DocumentIdError> {
+        let id = url
+            .strip_prefix(URL_PREFIX)
+            .ok_or(DocumentIdError::NotAnAutomergeUrl)?;
+        Self::parse(id)
+    }
+
+    /// The `automerge:<id>` URL for this document.
+    pub fn to_url(&self) -> String {
+        format!("{URL_PREFIX}{self}")
+    }
+}
+
+impl fmt::Display for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&bs58::encode(self.0).with_check().into_string())
+    }
+}
+
+impl fmt::Debug for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DocumentId({self})")
+    }
+}
+
+impl FromStr for DocumentId {
+    type Err = DocumentIdError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_id_from_the_transcript_and_prints_it_back() {
+        let id = DocumentId::parse("3CdZN7os5Eb6CAKjiEe4bfmsszZf").unwrap();
+        assert_eq!(id.to_string(), "3CdZN7os5Eb6CAKjiEe4bfmsszZf");
+        assert_eq!(id.to_url(), "automerge:3CdZN7os5Eb6CAKjiEe4bfmsszZf");
+        assert_eq!(DocumentId::parse_url(&id.to_url()), Ok(id));
+    }
+
+    #[test]
+    fn round_trips_arbitrary_bytes() {
+        for seed in 0u8..=255 {
+            let bytes = std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8 * 7));
+            let id = DocumentId::from_bytes(bytes);
+            assert_eq!(DocumentId::parse(&id.to_string()), Ok(id));
+            assert_eq!(id.as_bytes(), &bytes);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_checksums_lengths_and_urls() {
+        // Last character changed: the checksum no longer matches.
+        assert_eq!(
+            DocumentId::parse("3CdZN7os5Eb6CAKjiEe4bfmsszZg"),
+            Err(DocumentIdError::NotBase58Check)
+        );
+        let short = bs58::encode([1u8; 8]).with_check().into_string();
+        assert_eq!(
+            DocumentId::parse(&short),
+            Err(DocumentIdError::WrongLength(8))
+        );
+        assert_eq!(
+            DocumentId::parse_url("3CdZN7os5Eb6CAKjiEe4bfmsszZf"),
+            Err(DocumentIdError::NotAnAutomergeUrl)
+        );
+        assert_eq!(
+            DocumentId::parse("0OIl"),
+            Err(DocumentIdError::NotBase58Check)
+        );
+    }
+}

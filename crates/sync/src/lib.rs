@@ -1,0 +1,14 @@
+//! The automerge-repo sync protocol "1" for Fieldnotes, shared by the server and the browser.
+//!
+//! - [`protocol`]: the wire messages, one CBOR map per binary WebSocket frame.
+//! - [`DocumentId`]: 16-byte document ids, base58check text and `automerge:` URLs.
+//!
+//! **Invariant:** this crate does no IO. It has no sockets, no clocks and no
+//! randomness: time and random bytes are passed in, and effects come out as plain data
+//! for a shell (the axum server, the browser app, a test harness) to carry out.
+
+pub mod document_id;
+pub mod protocol;
+
+pub use document_id::{DocumentId, DocumentIdError};
+pub use protocol::{DecodeError, Message, PeerId, PeerMetadata, StorageId};

@@ -1,17 +1,25 @@
-//! The Fieldnotes web app: Yew on WASM.
+//! The Fieldnotes web app: Yew on WASM, documents in IndexedDB, sync over WebSocket.
+//!
+//! Data flows one way: a component calls a service ([`services::Services`]), the service changes
+//! an Automerge document in the [`repo::Repo`] and queues the IO (an IndexedDB write, a sync
+//! message), and the repo's listener dispatches an [`state::Action`] that re-renders. The pure
+//! parts (`state`, the splice in `components::account`) are unit-tested natively; the rest is
+//! tested in a real browser by `tests/node/browser`.
+
+pub mod components;
+pub mod idb;
+pub mod platform;
+pub mod repo;
+pub mod services;
+pub mod state;
+pub mod sync;
 
 use wasm_bindgen::prelude::*;
-use yew::prelude::*;
-
-#[function_component(App)]
-fn app() -> Html {
-    html! { <main class="app"><h1>{ "Fieldnotes" }</h1></main> }
-}
 
 #[wasm_bindgen(start)]
 pub fn start() {
     if let Some(boot) = gloo_utils::document().get_element_by_id("boot") {
         boot.remove();
     }
-    yew::Renderer::<App>::new().render();
+    yew::Renderer::<components::app::App>::new().render();
 }

@@ -1,0 +1,248 @@
+//! The accounts list: search, filters, sorted by what needs attention, one tap to a note.
+
+use std::collections::BTreeSet;
+
+use fieldnotes_model::query::{self, Attention};
+use fieldnotes_model::{Account, DriverKey, Strength};
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use crate::components::app::use_app;
+use crate::platform::now_millis;
+use crate::state::Route;
+
+/// An account with no visit note for this many days is stale.
+pub const STALE_AFTER_DAYS: u32 = 30;
+
+#[derive(Clone, PartialEq, Default)]
+struct Filters {
+    search: String,
+    branch: String,
+    driver: String,
+    reasons_unknown: bool,
+    overdue: bool,
+}
+
+#[function_component(AccountsScreen)]
+pub fn accounts_screen() -> Html {
+    let app = use_app();
+    let filters = use_state(Filters::default);
+    let accounts = app.state.accounts.clone();
+    let now = now_millis();
+
+    let shown = use_memo(
+        ((*filters).clone(), accounts.clone()),
+        move |(filters, accounts)| filter(accounts, filters, now),
+    );
+    let visible_count = query::visible(&accounts).count();
+
+    let branches: BTreeSet<String> = query::visible(&accounts)
+        .map(|a| a.branch.clone())
+        .filter(|b| !b.is_empty())
+        .collect();
+    let drivers: Vec<DriverKey> = query::accounts_per_driver(&accounts)
+        .into_iter()
+        .map(|c| c.driver)
+        .collect();
+
+    let set = |update: fn(&mut Filters, String)| {
+        let filters = filters.clone();
+        move |value: String| {
+            let mut next = (*filters).clone();
+            update(&mut next, value);
+            filters.set(next);
+        }
+    };
+    let on_search = {
+        let set = set(|f, v| f.search = v);
+        Callback::from(move |e: InputEvent| {
+            set(e.target_unchecked_into::<HtmlInputElement>().value())
+        })
+    };
+    let on_branch = {
+        let set = set(|f, v| f.branch = v);
+        Callback::from(move |e: Event| set(e.target_unchecked_into::<HtmlSelectElement>().value()))
+    };
+    let on_driver = {
+        let set = set(|f, v| f.driver = v);
+        Callback::from(move |e: Event| set(e.target_unchecked_into::<HtmlSelectElement>().value()))
+    };
+    let toggle_unknown = {
+        let set = set(|f, _| f.reasons_unknown = !f.reasons_unknown);
+        Callback::from(move |_| set(String::new()))
+    };
+    let toggle_overdue = {
+        let set = set(|f, _| f.overdue = !f.overdue);
+        Callback::from(move |_| set(String::new()))
+    };
+    let services = app.services.clone();
+    let new_account = Callback::from(move |_| services.navigate(Route::NewAccount));
+    let services = app.services.clone();
+    let team = Callback::from(move |_| services.navigate(Route::Team));
+
+    html! {
+        <main class="screen accounts">
+            <div class="filters">
+                <input
+                    type="search"
+                    class="search"
+                    aria-label="Search accounts"
+                    placeholder="Search name, branch, contact, notes"
+                    value={filters.search.clone()}
+                    oninput={on_search}
+                />
+                <div class="filter-row">
+                    <select aria-label="Branch" onchange={on_branch}>
+                        <option value="" selected={filters.branch.is_empty()}>{ "All branches" }</option>
+                        { for branches.iter().map(|b| html! {
+                            <option value={b.clone()} selected={&filters.branch == b}>{ b }</option>
+                        }) }
+                    </select>
+                    <select aria-label="Driver" onchange={on_driver}>
+                        <option value="" selected={filters.driver.is_empty()}>{ "Any reason" }</option>
+                        { for drivers.iter().map(|d| html! {
+                            <option value={d.as_str().to_string()} selected={filters.driver == d.as_str()}>
+                                { d.label().to_string() }
+                            </option>
+                        }) }
+                    </select>
+                </div>
+                <div class="chips">
+                    <button type="button" class={classes!("chip", filters.reasons_unknown.then_some("on"))}
+                        aria-pressed={filters.reasons_unknown.to_string()} onclick={toggle_unknown}>
+                        { "Reasons unknown" }
+                    </button>
+                    <button type="button" class={classes!("chip", filters.overdue.then_some("on"))}
+                        aria-pressed={filters.overdue.to_string()} onclick={toggle_overdue}>
+                        { "Overdue follow-ups" }
+                    </button>
+                </div>
+            </div>
+            if visible_count == 0 {
+                <p class="empty">{ "No accounts yet. Tap \u{201c}New account\u{201d} to add your first client." }</p>
+            } else if shown.is_empty() {
+                <p class="empty">{ "No account matches. Clear the search or a filter." }</p>
+            }
+            <ul class="account-list" data-testid="account-list">
+                { for shown.iter().map(|(account, attention)| html! {
+                    <AccountRow account={account.clone()} attention={*attention} />
+                }) }
+            </ul>
+            <nav class="bottom-bar">
+                <button class="secondary" onclick={team}>{ "Team view" }</button>
+                <button class="primary" onclick={new_account}>{ "New account" }</button>
+            </nav>
+        </main>
+    }
+}
+
+fn filter(accounts: &[Account], filters: &Filters, now: i64) -> Vec<(Account, Attention)> {
+    let mut keep: Option<BTreeSet<&str>> = None;
+    if !filters.search.trim().is_empty() {
+        narrow_to(
+            &mut keep,
+            query::search(accounts, filters.search.trim())
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect(),
+        );
+    }
+    if !filters.branch.is_empty() {
+        narrow_to(
+            &mut keep,
+            accounts
+                .iter()
+                .filter(|a| a.branch == filters.branch)
+                .map(|a| a.id.as_str())
+                .collect(),
+        );
+    }
+    if let Ok(driver) = DriverKey::parse(&filters.driver) {
+        narrow_to(
+            &mut keep,
+            query::with_driver(accounts, &driver, Strength::MINOR)
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect(),
+        );
+    }
+    if filters.reasons_unknown {
+        narrow_to(
+            &mut keep,
+            query::reasons_unknown(accounts)
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect(),
+        );
+    }
+    if filters.overdue {
+        narrow_to(
+            &mut keep,
+            query::overdue_follow_ups(accounts, now)
+                .iter()
+                .map(|o| o.account.id.as_str())
+                .collect(),
+        );
+    }
+    query::needs_attention(accounts, now, STALE_AFTER_DAYS)
+        .into_iter()
+        .filter(|(a, _)| keep.as_ref().is_none_or(|k| k.contains(a.id.as_str())))
+        .map(|(a, attention)| (a.clone(), attention))
+        .collect()
+}
+
+/// Keeps only the ids in both `keep` (if set) and `ids`.
+fn narrow_to<'a>(keep: &mut Option<BTreeSet<&'a str>>, ids: Vec<&'a str>) {
+    let ids: BTreeSet<&str> = ids.into_iter().collect();
+    *keep = Some(match keep.take() {
+        None => ids,
+        Some(previous) => previous.intersection(&ids).copied().collect(),
+    });
+}
+
+#[derive(Properties, PartialEq)]
+struct AccountRowProps {
+    account: Account,
+    attention: Attention,
+}
+
+#[function_component(AccountRow)]
+fn account_row(props: &AccountRowProps) -> Html {
+    let app = use_app();
+    let account = &props.account;
+    let open = {
+        let services = app.services.clone();
+        let id = account.id.as_str().to_string();
+        Callback::from(move |_| services.navigate(Route::Account(id.clone())))
+    };
+    let note = {
+        let services = app.services.clone();
+        let id = account.id.as_str().to_string();
+        Callback::from(move |_| services.navigate(Route::Capture(id.clone())))
+    };
+    let badge = match props.attention {
+        Attention::OverdueFollowUp => Some(("overdue", "Follow-up overdue")),
+        Attention::ReasonsUnknown => Some(("unknown", "Reasons unknown")),
+        Attention::Stale => Some(("stale", "No visit note in 30 days")),
+        Attention::None => None,
+    };
+    let place = [account.branch.as_str(), account.area.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    html! {
+        <li class="account-row">
+            <button class="row-main" onclick={open}>
+                <span class="name">{ &account.name }</span>
+                <span class="place">{ place }</span>
+                if let Some((class, text)) = badge {
+                    <span class={classes!("badge", class)}>{ text }</span>
+                }
+            </button>
+            <button class="row-note" aria-label={format!("Add a visit note to {}", account.name)} onclick={note}>
+                { "Note" }
+            </button>
+        </li>
+    }
+}

@@ -1,0 +1,12 @@
+//! Presentational pieces and screens. Screens read state from context and call services;
+//! none of them touches storage or the network directly.
+
+pub mod account;
+pub mod accounts;
+pub mod app;
+pub mod capture;
+pub mod fields;
+pub mod identity;
+pub mod new_account;
+pub mod status;
+pub mod team;

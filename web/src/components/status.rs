@@ -1,0 +1,69 @@
+//! The status bar, always in view: sync state in plain words, changes waiting, the last full
+//! sync, whether everything is on disk, and "Sync now".
+
+use yew::prelude::*;
+
+use crate::components::app::use_app;
+use crate::platform::now_millis;
+use crate::state::SyncPhase;
+
+#[function_component(StatusBar)]
+pub fn status_bar() -> Html {
+    let app = use_app();
+    let state = &app.state;
+    let phase_class = match state.sync.phase {
+        SyncPhase::Offline => "offline",
+        SyncPhase::Connecting | SyncPhase::Syncing => "syncing",
+        SyncPhase::Synced => "synced",
+        SyncPhase::Retrying { .. } => "error",
+    };
+    let sync_now = {
+        let services = app.services.clone();
+        Callback::from(move |_| services.sync.sync_now())
+    };
+    let retry_save = {
+        let services = app.services.clone();
+        Callback::from(move |_| services.flush())
+    };
+    let save_error = state.storage.error.is_some();
+    let usage = state.storage.usage.map(|(used, quota)| {
+        format!(
+            "Uses {} of {} on this phone{}",
+            megabytes(used),
+            megabytes(quota),
+            if state.storage.persistent == Some(false) {
+                " · add Fieldnotes to your home screen so the browser keeps your notes"
+            } else {
+                ""
+            }
+        )
+    });
+    html! {
+        <header class={classes!("status", phase_class)} role="status" aria-live="polite">
+            <div class="status-lines">
+                <span class="sync-line" data-testid="sync-status">{ state.sync_line(now_millis()) }</span>
+                <span class={classes!("save-line", save_error.then_some("error"))} data-testid="save-status">
+                    { state.save_line() }
+                </span>
+                if let Some(usage) = usage { <span class="usage">{ usage }</span> }
+            </div>
+            if save_error {
+                <button class="small" onclick={retry_save}>{ "Retry" }</button>
+            } else {
+                <button class="small" onclick={sync_now} disabled={state.sync.phase == SyncPhase::Offline}>
+                    { "Sync now" }
+                </button>
+            }
+        </header>
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    if bytes < 1_000_000 {
+        format!("{} KB", bytes.div_ceil(1000))
+    } else if bytes < 10_000_000_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{} GB", bytes / 1_000_000_000)
+    }
+}

@@ -1,0 +1,342 @@
+//! A thin IndexedDB wrapper: exactly the operations the app needs, each with visible semantics.
+//!
+//! Two object stores:
+//! - `chunks`, keyed `[document id, sequence]`: Automerge bytes. A document is the concatenation
+//!   of its chunks in sequence order (one snapshot, then incremental change sets), which
+//!   `Automerge::load` reads as one.
+//! - `meta`, keyed by string: small records (this device's peer id, sync states, settings).
+//!
+//! Every write goes through [`Idb::write`]: one `readwrite` transaction with `durability:
+//! "strict"`, resolved only on the transaction's `complete` event, i.e. once the browser has
+//! flushed it to disk. That completion is what the app calls "saved".
+
+use js_sys::{Array, Promise, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    IdbDatabase, IdbKeyRange, IdbObjectStoreParameters, IdbOpenDbRequest, IdbRequest,
+    IdbTransaction,
+};
+
+const DATABASE_VERSION: u32 = 1;
+const CHUNKS: &str = "chunks";
+const META: &str = "meta";
+
+/// What went wrong with on-device storage, in words a rep can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "this phone's storage is full, so the last change is not saved yet. Free some space \
+         (photos, other apps), then tap Retry; keep this tab open until then"
+    )]
+    Full,
+    #[error(
+        "this browser does not allow Fieldnotes to store data (private browsing, or storage \
+         turned off). Open Fieldnotes in a normal browser window to keep your notes"
+    )]
+    Unavailable,
+    #[error(
+        "the phone's storage refused a write ({0}). Your change is kept in this tab: tap Retry, \
+         and keep this tab open until it says saved"
+    )]
+    Failed(String),
+}
+
+impl StorageError {
+    fn from_js(value: JsValue) -> Self {
+        let name = js_sys::Reflect::get(&value, &"name".into())
+            .ok()
+            .and_then(|n| n.as_string())
+            .unwrap_or_default();
+        let message = js_sys::Reflect::get(&value, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .unwrap_or_else(|| format!("{value:?}"));
+        match name.as_str() {
+            "QuotaExceededError" => StorageError::Full,
+            "SecurityError" | "InvalidStateError" if message.contains("not allowed") => {
+                StorageError::Unavailable
+            }
+            _ => StorageError::Failed(if name.is_empty() {
+                message
+            } else {
+                format!("{name}: {message}")
+            }),
+        }
+    }
+}
+
+/// One write inside a transaction.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Stores a chunk of a document's Automerge bytes.
+    PutChunk {
+        document: String,
+        sequence: u32,
+        bytes: Vec<u8>,
+    },
+    /// Deletes a document's chunks with a sequence below `below` (after a compacted snapshot).
+    DeleteChunksBelow { document: String, below: u32 },
+    /// Deletes every chunk of a document.
+    DeleteDocument { document: String },
+    /// Stores a small record.
+    PutMeta { key: String, bytes: Vec<u8> },
+    /// Deletes a small record.
+    DeleteMeta { key: String },
+    /// Deletes everything (sign-out).
+    ClearAll,
+}
+
+#[derive(Clone)]
+pub struct Idb {
+    database: IdbDatabase,
+}
+
+impl Idb {
+    /// Opens (and on first use creates) the app's database.
+    pub async fn open(name: &str) -> Result<Idb, StorageError> {
+        let window = web_sys::window().ok_or(StorageError::Unavailable)?;
+        let factory = window
+            .indexed_db()
+            .map_err(StorageError::from_js)?
+            .ok_or(StorageError::Unavailable)?;
+        let request: IdbOpenDbRequest = factory
+            .open_with_u32(name, DATABASE_VERSION)
+            .map_err(StorageError::from_js)?;
+        let upgrade = Closure::<dyn FnMut(web_sys::Event)>::new({
+            let request = request.clone();
+            move |_event: web_sys::Event| {
+                let Ok(result) = request.result() else { return };
+                let database: IdbDatabase = result.unchecked_into();
+                let names = database.object_store_names();
+                if !names.contains(CHUNKS) {
+                    let _ = database.create_object_store(CHUNKS);
+                }
+                if !names.contains(META) {
+                    let parameters = IdbObjectStoreParameters::new();
+                    let _ =
+                        database.create_object_store_with_optional_parameters(META, &parameters);
+                }
+            }
+        });
+        request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+        let result = request_future(request.unchecked_ref::<IdbRequest>()).await;
+        request.set_onupgradeneeded(None);
+        drop(upgrade);
+        let database: IdbDatabase = result?.unchecked_into();
+        Ok(Idb { database })
+    }
+
+    /// Performs all `ops` in one strict-durability transaction; resolves once it committed.
+    pub async fn write(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let transaction = self.strict_transaction().map_err(StorageError::from_js)?;
+        let done = transaction_future(&transaction);
+        let result = (|| -> Result<(), JsValue> {
+            let chunks = transaction.object_store(CHUNKS)?;
+            let meta = transaction.object_store(META)?;
+            for op in ops {
+                match op {
+                    WriteOp::PutChunk {
+                        document,
+                        sequence,
+                        bytes,
+                    } => {
+                        let value = Uint8Array::from(bytes.as_slice());
+                        chunks.put_with_key(&value, &chunk_key(document, *sequence))?;
+                    }
+                    WriteOp::DeleteChunksBelow { document, below } => {
+                        if *below > 0 {
+                            let range = IdbKeyRange::bound_with_lower_open_and_upper_open(
+                                &chunk_key(document, 0),
+                                &chunk_key(document, *below),
+                                false,
+                                true,
+                            )?;
+                            chunks.delete(&range)?;
+                        }
+                    }
+                    WriteOp::DeleteDocument { document } => {
+                        let range: JsValue = document_range(document)?.into();
+                        chunks.delete(&range)?;
+                    }
+                    WriteOp::PutMeta { key, bytes } => {
+                        let value = Uint8Array::from(bytes.as_slice());
+                        meta.put_with_key(&value, &JsValue::from_str(key))?;
+                    }
+                    WriteOp::DeleteMeta { key } => {
+                        meta.delete(&JsValue::from_str(key))?;
+                    }
+                    WriteOp::ClearAll => {
+                        chunks.clear()?;
+                        meta.clear()?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(error) = result {
+            let _ = transaction.abort();
+            return Err(StorageError::from_js(error));
+        }
+        done.await
+    }
+
+    /// `db.transaction(["chunks", "meta"], "readwrite", { durability: "strict" })`. web-sys
+    /// gates the options dictionary behind its unstable APIs, so the call is made through
+    /// `Reflect`; browsers without the option ignore it and use their default durability.
+    fn strict_transaction(&self) -> Result<IdbTransaction, JsValue> {
+        let stores = Array::of2(&CHUNKS.into(), &META.into());
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"durability".into(), &"strict".into())?;
+        let method: js_sys::Function =
+            js_sys::Reflect::get(&self.database, &"transaction".into())?.dyn_into()?;
+        let transaction = method.call3(&self.database, &stores, &"readwrite".into(), &options)?;
+        transaction.dyn_into()
+    }
+
+    /// A document's chunks, in sequence order.
+    pub async fn chunks(&self, document: &str) -> Result<Vec<(u32, Vec<u8>)>, StorageError> {
+        let transaction = self
+            .database
+            .transaction_with_str(CHUNKS)
+            .map_err(StorageError::from_js)?;
+        let store = transaction
+            .object_store(CHUNKS)
+            .map_err(StorageError::from_js)?;
+        let range = document_range(document).map_err(StorageError::from_js)?;
+        let keys_request = store
+            .get_all_keys_with_key(&range)
+            .map_err(StorageError::from_js)?;
+        let values_request = store
+            .get_all_with_key(&range)
+            .map_err(StorageError::from_js)?;
+        let keys: Array = request_future(&keys_request).await?.unchecked_into();
+        let values: Array = request_future(&values_request).await?.unchecked_into();
+        let mut out = Vec::with_capacity(values.length() as usize);
+        for (key, value) in keys.iter().zip(values.iter()) {
+            let key: Array = key.unchecked_into();
+            let sequence = key.get(1).as_f64().unwrap_or(0.0) as u32;
+            out.push((sequence, value.unchecked_into::<Uint8Array>().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every stored document id.
+    pub async fn document_ids(&self) -> Result<Vec<String>, StorageError> {
+        let transaction = self
+            .database
+            .transaction_with_str(CHUNKS)
+            .map_err(StorageError::from_js)?;
+        let store = transaction
+            .object_store(CHUNKS)
+            .map_err(StorageError::from_js)?;
+        let keys: Array = request_future(&store.get_all_keys().map_err(StorageError::from_js)?)
+            .await?
+            .unchecked_into();
+        let mut ids: Vec<String> = keys
+            .iter()
+            .filter_map(|key| key.unchecked_into::<Array>().get(0).as_string())
+            .collect();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// A small record, if present.
+    pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let transaction = self
+            .database
+            .transaction_with_str(META)
+            .map_err(StorageError::from_js)?;
+        let store = transaction
+            .object_store(META)
+            .map_err(StorageError::from_js)?;
+        let value = request_future(
+            &store
+                .get(&JsValue::from_str(key))
+                .map_err(StorageError::from_js)?,
+        )
+        .await?;
+        if value.is_undefined() || value.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(value.unchecked_into::<Uint8Array>().to_vec()))
+    }
+}
+
+fn chunk_key(document: &str, sequence: u32) -> JsValue {
+    Array::of2(&JsValue::from_str(document), &JsValue::from(sequence)).into()
+}
+
+fn document_range(document: &str) -> Result<IdbKeyRange, JsValue> {
+    IdbKeyRange::bound(
+        &chunk_key(document, 0),
+        &Array::of2(&JsValue::from_str(document), &JsValue::from(f64::INFINITY)),
+    )
+}
+
+/// Resolves with a request's result, or fails with its error.
+async fn request_future(request: &IdbRequest) -> Result<JsValue, StorageError> {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let on_success = Closure::once_into_js({
+            let request = request.clone();
+            move || {
+                let _ = resolve.call1(
+                    &JsValue::NULL,
+                    &request.result().unwrap_or(JsValue::UNDEFINED),
+                );
+            }
+        });
+        let on_error = Closure::once_into_js({
+            let request = request.clone();
+            move || {
+                let error = request
+                    .error()
+                    .ok()
+                    .flatten()
+                    .map(JsValue::from)
+                    .unwrap_or_else(|| JsValue::from_str("request failed"));
+                let _ = reject.call1(&JsValue::NULL, &error);
+            }
+        });
+        request.set_onsuccess(Some(on_success.unchecked_ref()));
+        request.set_onerror(Some(on_error.unchecked_ref()));
+    });
+    JsFuture::from(promise).await.map_err(StorageError::from_js)
+}
+
+/// Resolves when a transaction has committed (`complete`), fails on `error` or `abort`.
+fn transaction_future(
+    transaction: &IdbTransaction,
+) -> impl std::future::Future<Output = Result<(), StorageError>> + use<> {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let on_complete = Closure::once_into_js(move || {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let failed = {
+            let transaction = transaction.clone();
+            let reject = reject.clone();
+            move || {
+                let error = transaction
+                    .error()
+                    .map(JsValue::from)
+                    .unwrap_or_else(|| JsValue::from_str("the transaction was aborted"));
+                let _ = reject.call1(&JsValue::NULL, &error);
+            }
+        };
+        let on_error = Closure::once_into_js(failed.clone());
+        let on_abort = Closure::once_into_js(failed);
+        transaction.set_oncomplete(Some(on_complete.unchecked_ref()));
+        transaction.set_onerror(Some(on_error.unchecked_ref()));
+        transaction.set_onabort(Some(on_abort.unchecked_ref()));
+    });
+    async move {
+        JsFuture::from(promise)
+            .await
+            .map(|_| ())
+            .map_err(StorageError::from_js)
+    }
+}

@@ -1,0 +1,95 @@
+//! The few browser facts the app needs: time, randomness, connectivity and storage quota.
+//! Everything else in the app takes these as values, so its logic stays testable natively.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+/// `N` cryptographically random bytes (`crypto.getRandomValues`).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
+        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    }
+    bytes
+}
+
+/// What the browser believes about connectivity. `false` is reliable; `true` only means a
+/// network interface is up, which is why sync still has to try.
+pub fn online() -> bool {
+    web_sys::window()
+        .map(|w| w.navigator().on_line())
+        .unwrap_or(true)
+}
+
+/// How much this origin stores and may store, in bytes (`navigator.storage.estimate()`).
+pub async fn storage_estimate() -> Option<(u64, u64)> {
+    let storage = web_sys::window()?.navigator().storage();
+    let estimate = JsFuture::from(storage.estimate().ok()?).await.ok()?;
+    let read = |key: &str| {
+        js_sys::Reflect::get(&estimate, &key.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map(|v| v as u64)
+    };
+    Some((read("usage")?, read("quota")?))
+}
+
+/// Asks the browser to keep this origin's storage when space runs low
+/// (`navigator.storage.persist()`); returns whether it is persistent now.
+pub async fn request_persistent_storage() -> bool {
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let storage = window.navigator().storage();
+    if let Ok(promise) = storage.persisted() {
+        if let Ok(value) = JsFuture::from(promise).await {
+            if value.as_bool() == Some(true) {
+                return true;
+            }
+        }
+    }
+    match storage.persist() {
+        Ok(promise) => JsFuture::from(promise)
+            .await
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The page's origin as a WebSocket URL for `/sync` (`ws:` or `wss:` like the page).
+pub fn sync_url() -> String {
+    let location = gloo_utils::window().location();
+    let protocol = if location.protocol().unwrap_or_default() == "https:" {
+        "wss:"
+    } else {
+        "ws:"
+    };
+    format!("{protocol}//{}/sync", location.host().unwrap_or_default())
+}
+
+/// The current location hash without its `#`.
+pub fn hash() -> String {
+    let hash = gloo_utils::window().location().hash().unwrap_or_default();
+    hash.trim_start_matches('#').to_string()
+}
+
+pub fn set_hash(hash: &str) {
+    let _ = gloo_utils::window().location().set_hash(hash);
+}
+
+/// Whether the page is visible (the rep is looking at it).
+pub fn page_visible() -> bool {
+    gloo_utils::document().visibility_state() == web_sys::VisibilityState::Visible
+}
+
+/// Casts an event target to an element type (input, textarea, select).
+pub fn target<T: JsCast>(event: &web_sys::Event) -> Option<T> {
+    event.target().and_then(|t| t.dyn_into::<T>().ok())
+}

@@ -1,0 +1,206 @@
+//! The services the components call: they turn a rep's action into document changes and IO,
+//! and dispatch [`Action`]s back when something happened. Components never touch storage.
+
+use std::rc::Rc;
+
+use fieldnotes_model::{AccountDoc, AccountId, ModelError, TeamId, UserId};
+use fieldnotes_sync::DocumentId;
+use sha2::{Digest, Sha256};
+use yew::Callback;
+
+use crate::idb::{Idb, StorageError, WriteOp};
+use crate::platform::{random_bytes, request_persistent_storage, storage_estimate};
+use crate::repo::{self, Repo, RepoEvent, SharedRepo};
+use crate::state::{Action, Boot};
+use crate::sync::SyncHandle;
+
+const IDENTITY_KEY: &str = "identity";
+
+/// Who uses the app on this device, until sign-in replaces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub user: UserId,
+    pub team: TeamId,
+}
+
+impl Identity {
+    fn encode(&self) -> Vec<u8> {
+        format!("v1\n{}\n{}", self.user.as_str(), self.team.as_str()).into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Identity> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        (lines.next()? == "v1").then_some(())?;
+        let user = lines.next()?.to_string();
+        let team = lines.next()?.to_string();
+        Some(Identity {
+            user: UserId::new(user),
+            team: TeamId::new(team),
+        })
+    }
+}
+
+/// The team directory's document id, derived from the team id so every device finds the same
+/// directory without asking anyone (see `repo::genesis_directory`).
+pub fn directory_id(team: &TeamId) -> String {
+    let digest = Sha256::digest(format!("fieldnotes team directory\n{}", team.as_str()));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    DocumentId::from_bytes(bytes).to_string()
+}
+
+#[derive(Clone)]
+pub struct Services {
+    pub repo: SharedRepo,
+    pub sync: SyncHandle,
+    dispatch: Callback<Action>,
+}
+
+impl PartialEq for Services {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.repo, &other.repo)
+    }
+}
+
+/// Reads the identity stored on this device, if the rep has given one.
+pub async fn stored_identity(idb: &Idb) -> Result<Option<Identity>, StorageError> {
+    Ok(idb
+        .meta(IDENTITY_KEY)
+        .await?
+        .and_then(|bytes| Identity::decode(&bytes)))
+}
+
+pub async fn save_identity(idb: &Idb, identity: &Identity) -> Result<(), StorageError> {
+    idb.write(&[WriteOp::PutMeta {
+        key: IDENTITY_KEY.to_string(),
+        bytes: identity.encode(),
+    }])
+    .await
+}
+
+/// Loads this device's documents and starts saving and syncing.
+pub async fn start(
+    idb: Idb,
+    identity: Identity,
+    dispatch: Callback<Action>,
+) -> Result<Services, StorageError> {
+    let editor = fieldnotes_model::Editor::new(identity.user.clone(), &random_bytes::<16>())
+        .map_err(|e| StorageError::Failed(e.to_string()))?;
+    let directory = directory_id(&identity.team);
+    let repo = Repo::open(idb.clone(), editor, identity.team.clone(), directory).await?;
+    let repo: SharedRepo = Rc::new(std::cell::RefCell::new(repo));
+    {
+        let dispatch = dispatch.clone();
+        let weak = Rc::downgrade(&repo);
+        repo.borrow_mut()
+            .set_listener(Rc::new(move |event| match event {
+                RepoEvent::DocumentsChanged => {
+                    if let Some(repo) = weak.upgrade() {
+                        if let Ok(repo) = repo.try_borrow() {
+                            dispatch.emit(Action::AccountsChanged(Rc::new(repo.accounts())));
+                        }
+                    }
+                }
+                RepoEvent::SaveState(state) => dispatch.emit(Action::SaveState {
+                    unsaved_changes: state.unsaved_changes,
+                    error: state.error,
+                }),
+            }));
+    }
+    dispatch.emit(Action::AccountsChanged(Rc::new(repo.borrow().accounts())));
+    repo::flush(&repo);
+    let sync = SyncHandle::start(repo.clone(), idb, dispatch.clone()).await;
+    let services = Services {
+        repo,
+        sync,
+        dispatch: dispatch.clone(),
+    };
+    dispatch.emit(Action::Booted(Boot::Ready));
+    wasm_bindgen_futures::spawn_local(async move {
+        let persistent = request_persistent_storage().await;
+        let usage = storage_estimate().await;
+        dispatch.emit(Action::StorageUsage {
+            usage,
+            persistent: Some(persistent),
+        });
+    });
+    Ok(services)
+}
+
+impl Services {
+    /// Creates an account; returns its id.
+    pub fn create_account(&self, name: &str, branch: &str, area: &str) -> Option<String> {
+        let id = DocumentId::from_bytes(random_bytes::<16>()).to_string();
+        let result =
+            self.repo
+                .borrow_mut()
+                .create_account(AccountId::new(id.clone()), name, branch, area);
+        self.after_edit(result).then_some(id)
+    }
+
+    /// Applies one edit to an account, then saves and syncs it.
+    pub fn edit(
+        &self,
+        account: &str,
+        edit: impl FnOnce(&mut AccountDoc, i64) -> Result<(), ModelError>,
+    ) -> bool {
+        let result = self.repo.borrow_mut().edit_account(account, edit);
+        self.after_edit(result)
+    }
+
+    fn after_edit(&self, result: Result<(), ModelError>) -> bool {
+        match result {
+            Ok(()) => {
+                repo::flush(&self.repo);
+                self.sync.local_change();
+                true
+            }
+            Err(error) => {
+                self.dispatch.emit(Action::Notice(Some(format!(
+                    "That change could not be made: {error}. Nothing was changed; try again, \
+                     and if it keeps happening, reload the app."
+                ))));
+                false
+            }
+        }
+    }
+
+    /// Writes anything not yet on disk (on `pagehide`, hidden tab, or "Retry").
+    pub fn flush(&self) {
+        repo::flush(&self.repo);
+    }
+
+    pub fn navigate(&self, route: crate::state::Route) {
+        crate::platform::set_hash(&route.to_hash());
+    }
+}
+
+/// Fresh random bytes for a list item's id (note, follow-up, goal, contact).
+pub fn new_item_id() -> [u8; 16] {
+    random_bytes::<16>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_round_trips_and_rejects_garbage() {
+        let identity = Identity {
+            user: UserId::new("Ann Lee"),
+            team: TeamId::new("north"),
+        };
+        assert_eq!(Identity::decode(&identity.encode()), Some(identity));
+        assert_eq!(Identity::decode(b"v2\nx\ny"), None);
+        assert_eq!(Identity::decode(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn every_device_derives_the_same_directory_id_per_team() {
+        let north = directory_id(&TeamId::new("north"));
+        assert_eq!(north, directory_id(&TeamId::new("north")));
+        assert_ne!(north, directory_id(&TeamId::new("south")));
+        assert!(DocumentId::parse(&north).is_ok());
+    }
+}

@@ -1,0 +1,330 @@
+//! The app's state and the actions that change it: plain data and a pure reducer, so every
+//! transition is unit-tested natively. IO lives in the services (`repo`, `sync`), which dispatch
+//! actions here when something happened.
+
+use std::rc::Rc;
+
+use fieldnotes_model::Account;
+use yew::Reducible;
+
+use crate::idb::StorageError;
+
+/// Which screen is shown; mirrored in the location hash so Back works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Accounts,
+    NewAccount,
+    Account(String),
+    Capture(String),
+    Team,
+}
+
+impl Route {
+    pub fn from_hash(hash: &str) -> Route {
+        let parts: Vec<&str> = hash.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["new"] => Route::NewAccount,
+            ["team"] => Route::Team,
+            ["account", id] if !id.is_empty() => Route::Account((*id).to_string()),
+            ["account", id, "note"] if !id.is_empty() => Route::Capture((*id).to_string()),
+            _ => Route::Accounts,
+        }
+    }
+
+    pub fn to_hash(&self) -> String {
+        match self {
+            Route::Accounts => "/".to_string(),
+            Route::NewAccount => "/new".to_string(),
+            Route::Team => "/team".to_string(),
+            Route::Account(id) => format!("/account/{id}"),
+            Route::Capture(id) => format!("/account/{id}/note"),
+        }
+    }
+}
+
+/// Where syncing with the team's server stands, as the status bar tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncPhase {
+    /// The browser reports no network.
+    Offline,
+    /// Opening the socket.
+    Connecting,
+    /// Exchanging changes.
+    Syncing,
+    /// The server has every local change.
+    Synced,
+    /// The last attempt failed; retrying after a pause.
+    Retrying {
+        reason: String,
+        retry_in_seconds: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub phase: SyncPhase,
+    /// Local changes the server has not acknowledged yet.
+    pub pending_changes: usize,
+    /// Accounts the directory lists that have not arrived on this device yet.
+    pub accounts_to_fetch: usize,
+    /// When the last full sync finished (unix millis).
+    pub last_synced_millis: Option<i64>,
+}
+
+impl Default for SyncStatus {
+    fn default() -> Self {
+        SyncStatus {
+            phase: SyncPhase::Connecting,
+            pending_changes: 0,
+            accounts_to_fetch: 0,
+            last_synced_millis: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StorageStatus {
+    /// Changes made in this tab not yet on disk.
+    pub unsaved_changes: usize,
+    pub error: Option<StorageError>,
+    /// Bytes used and available to this site, when the browser tells.
+    pub usage: Option<(u64, u64)>,
+    /// Whether the browser agreed to keep the data when space runs low.
+    pub persistent: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Boot {
+    /// Opening storage and loading documents.
+    Loading,
+    /// The rep has not told the app who they are on this device yet.
+    NeedsIdentity,
+    Ready,
+    /// Storage could not be opened at all.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppState {
+    pub boot: Boot,
+    pub route: Route,
+    pub accounts: Rc<Vec<Account>>,
+    pub storage: StorageStatus,
+    pub sync: SyncStatus,
+    /// A new deployment is installed and waits for the rep to switch.
+    pub update_ready: bool,
+    /// A message for the rep (an edit that could not be applied), dismissible.
+    pub notice: Option<String>,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState {
+            boot: Boot::Loading,
+            route: Route::Accounts,
+            accounts: Rc::new(Vec::new()),
+            storage: StorageStatus::default(),
+            sync: SyncStatus::default(),
+            update_ready: false,
+            notice: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Booted(Boot),
+    Navigate(Route),
+    AccountsChanged(Rc<Vec<Account>>),
+    SaveState {
+        unsaved_changes: usize,
+        error: Option<StorageError>,
+    },
+    StorageUsage {
+        usage: Option<(u64, u64)>,
+        persistent: Option<bool>,
+    },
+    Sync(SyncStatus),
+    UpdateReady,
+    Notice(Option<String>),
+}
+
+impl Reducible for AppState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = (*self).clone();
+        match action {
+            Action::Booted(boot) => next.boot = boot,
+            Action::Navigate(route) => {
+                if next.route == route {
+                    return self;
+                }
+                next.route = route;
+            }
+            Action::AccountsChanged(accounts) => next.accounts = accounts,
+            Action::SaveState {
+                unsaved_changes,
+                error,
+            } => {
+                next.storage.unsaved_changes = unsaved_changes;
+                next.storage.error = error;
+            }
+            Action::StorageUsage { usage, persistent } => {
+                next.storage.usage = usage.or(next.storage.usage);
+                next.storage.persistent = persistent.or(next.storage.persistent);
+            }
+            Action::Sync(status) => {
+                if next.sync == status {
+                    return self;
+                }
+                next.sync = status;
+            }
+            Action::UpdateReady => next.update_ready = true,
+            Action::Notice(notice) => next.notice = notice,
+        }
+        Rc::new(next)
+    }
+}
+
+impl AppState {
+    /// The save line of the status bar.
+    pub fn save_line(&self) -> String {
+        match (&self.storage.error, self.storage.unsaved_changes) {
+            (Some(error), _) => format!("Not saved: {error}."),
+            (None, 0) => "Saved on this phone".to_string(),
+            (None, _) => "Saving…".to_string(),
+        }
+    }
+
+    /// The sync line of the status bar, in plain words.
+    pub fn sync_line(&self, now_millis: i64) -> String {
+        let waiting = match self.sync.pending_changes {
+            0 => String::new(),
+            1 => " · 1 change waiting".to_string(),
+            n => format!(" · {n} changes waiting"),
+        };
+        let last = self
+            .sync
+            .last_synced_millis
+            .map(|t| format!(" · last synced {}", ago(now_millis - t)))
+            .unwrap_or_default();
+        match &self.sync.phase {
+            SyncPhase::Offline => format!("Offline{waiting}{last}"),
+            SyncPhase::Connecting => format!("Connecting…{waiting}"),
+            SyncPhase::Syncing if self.sync.accounts_to_fetch > 0 => format!(
+                "Syncing… {} accounts still to download{waiting}",
+                self.sync.accounts_to_fetch
+            ),
+            SyncPhase::Syncing => format!("Syncing…{waiting}"),
+            SyncPhase::Synced => format!("All synced{last}"),
+            SyncPhase::Retrying {
+                reason,
+                retry_in_seconds,
+            } => format!("Can't sync: {reason}. Trying again in {retry_in_seconds} s{waiting}"),
+        }
+    }
+}
+
+/// "just now", "5 min ago", "3 h ago", "2 days ago".
+pub fn ago(millis: i64) -> String {
+    let seconds = millis.max(0) / 1000;
+    match seconds {
+        0..=59 => "just now".to_string(),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        _ => match seconds / 86_400 {
+            1 => "yesterday".to_string(),
+            days => format!("{days} days ago"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_round_trip_through_the_hash() {
+        for route in [
+            Route::Accounts,
+            Route::NewAccount,
+            Route::Team,
+            Route::Account("abc".into()),
+            Route::Capture("abc".into()),
+        ] {
+            assert_eq!(Route::from_hash(&route.to_hash()), route);
+        }
+        assert_eq!(Route::from_hash(""), Route::Accounts);
+        assert_eq!(Route::from_hash("/account/"), Route::Accounts);
+        assert_eq!(Route::from_hash("/nonsense/x/y"), Route::Accounts);
+    }
+
+    #[test]
+    fn the_save_line_says_saving_until_the_write_completes() {
+        let state = Rc::new(AppState::default());
+        assert_eq!(state.save_line(), "Saved on this phone");
+        let state = state.reduce(Action::SaveState {
+            unsaved_changes: 2,
+            error: None,
+        });
+        assert_eq!(state.save_line(), "Saving…");
+        let state = state.reduce(Action::SaveState {
+            unsaved_changes: 2,
+            error: Some(StorageError::Full),
+        });
+        assert!(
+            state
+                .save_line()
+                .starts_with("Not saved: this phone's storage is full")
+        );
+        let state = state.reduce(Action::SaveState {
+            unsaved_changes: 0,
+            error: None,
+        });
+        assert_eq!(state.save_line(), "Saved on this phone");
+    }
+
+    #[test]
+    fn the_sync_line_counts_waiting_changes_and_the_last_sync() {
+        let now = 1_700_000_000_000;
+        let mut state = AppState::default();
+        state.sync = SyncStatus {
+            phase: SyncPhase::Offline,
+            pending_changes: 3,
+            accounts_to_fetch: 0,
+            last_synced_millis: Some(now - 5 * 60_000),
+        };
+        assert_eq!(
+            state.sync_line(now),
+            "Offline · 3 changes waiting · last synced 5 min ago"
+        );
+        state.sync.phase = SyncPhase::Synced;
+        state.sync.pending_changes = 0;
+        assert_eq!(state.sync_line(now), "All synced · last synced 5 min ago");
+        state.sync.phase = SyncPhase::Retrying {
+            reason: "the server did not answer".into(),
+            retry_in_seconds: 8,
+        };
+        assert_eq!(
+            state.sync_line(now),
+            "Can't sync: the server did not answer. Trying again in 8 s"
+        );
+    }
+
+    #[test]
+    fn an_unchanged_sync_status_does_not_re_render() {
+        let state = Rc::new(AppState::default());
+        let same = state.clone().reduce(Action::Sync(SyncStatus::default()));
+        assert!(Rc::ptr_eq(&state, &same));
+    }
+
+    #[test]
+    fn ago_reads_naturally() {
+        assert_eq!(ago(10_000), "just now");
+        assert_eq!(ago(3 * 3_600_000), "3 h ago");
+        assert_eq!(ago(86_400_000), "yesterday");
+        assert_eq!(ago(3 * 86_400_000), "3 days ago");
+        assert_eq!(ago(-5), "just now");
+    }
+}

@@ -34,8 +34,8 @@ const COMPACT_AFTER_CHUNKS: u32 = 64;
 /// What changed, for whoever renders.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RepoEvent {
-    /// Documents changed (locally or by sync); re-read [`Repo::accounts`].
-    DocumentsChanged,
+    /// Documents changed (locally or by sync): the accounts as they are now.
+    DocumentsChanged(Rc<Vec<Account>>),
     /// The save state changed (saving, saved, or a storage error).
     SaveState(SaveState),
 }
@@ -66,6 +66,8 @@ pub struct Repo {
     /// Documents that failed to hydrate as accounts, with the reason.
     unreadable: BTreeMap<String, String>,
     dirty: BTreeSet<String>,
+    /// Documents changed on this device since the sync engine last looked.
+    changed_locally: BTreeSet<String>,
     queue: Vec<WriteOp>,
     queued_changes: usize,
     writing: bool,
@@ -93,6 +95,7 @@ impl Repo {
             accounts: BTreeMap::new(),
             unreadable: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            changed_locally: BTreeSet::new(),
             queue: Vec::new(),
             queued_changes: 0,
             writing: false,
@@ -208,11 +211,13 @@ impl Repo {
             .unwrap_or_default()
     }
 
-    /// Called after the sync engine applied remote changes to a document.
-    pub fn remote_changed(&mut self, id: &str) {
-        self.dirty.insert(id.to_string());
-        self.rehydrate(id);
-        self.emit(RepoEvent::DocumentsChanged);
+    /// Called after the sync engine applied remote changes to documents.
+    pub fn remote_changed(&mut self, ids: &[String]) {
+        for id in ids {
+            self.dirty.insert(id.clone());
+            self.rehydrate(id);
+        }
+        self.emit_documents_changed();
     }
 
     /// Creates an account and lists it in the team directory.
@@ -238,6 +243,7 @@ impl Repo {
         let key = id.as_str().to_string();
         self.documents.insert(key.clone(), account.into_automerge());
         self.dirty.insert(key.clone());
+        self.changed_locally.insert(key.clone());
         self.rehydrate(&key);
         let summary = AccountSummary {
             name: name.to_string(),
@@ -245,7 +251,7 @@ impl Repo {
             archived: false,
         };
         self.edit_directory(|directory, now| directory.add_account(&id, &summary, now))?;
-        self.emit(RepoEvent::DocumentsChanged);
+        self.emit_documents_changed();
         Ok(())
     }
 
@@ -264,6 +270,7 @@ impl Repo {
             .insert(id.to_string(), account.into_automerge());
         result?;
         self.dirty.insert(id.to_string());
+        self.changed_locally.insert(id.to_string());
         self.rehydrate(id);
         // The directory carries each account's name and archived flag for the list.
         if let Some(account) = self.accounts.get(id).cloned() {
@@ -299,7 +306,7 @@ impl Repo {
                 }
             })?;
         }
-        self.emit(RepoEvent::DocumentsChanged);
+        self.emit_documents_changed();
         Ok(())
     }
 
@@ -315,7 +322,8 @@ impl Repo {
         let mut directory = DirectoryDoc::from_automerge(&self.editor, doc);
         let result = edit(&mut directory, now_millis());
         self.documents.insert(id.clone(), into_automerge(directory));
-        self.dirty.insert(id);
+        self.dirty.insert(id.clone());
+        self.changed_locally.insert(id);
         result
     }
 
@@ -337,6 +345,12 @@ impl Repo {
             Err(error) => {
                 self.unreadable.insert(id.to_string(), error.to_string());
             }
+        }
+    }
+
+    fn emit_documents_changed(&self) {
+        if self.listener.is_some() {
+            self.emit(RepoEvent::DocumentsChanged(Rc::new(self.accounts())));
         }
     }
 
@@ -383,6 +397,13 @@ impl Repo {
             self.queued_heads.insert(id, heads);
         }
         self.save_state.unsaved_changes = self.queued_changes;
+    }
+
+    /// Documents changed on this device since the last call, for the sync engine.
+    pub fn take_changed_locally(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.changed_locally)
+            .into_iter()
+            .collect()
     }
 
     /// Queues a small record (sync state, settings) to be written with the next transaction.

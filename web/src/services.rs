@@ -92,15 +92,10 @@ pub async fn start(
     let repo: SharedRepo = Rc::new(std::cell::RefCell::new(repo));
     {
         let dispatch = dispatch.clone();
-        let weak = Rc::downgrade(&repo);
         repo.borrow_mut()
             .set_listener(Rc::new(move |event| match event {
-                RepoEvent::DocumentsChanged => {
-                    if let Some(repo) = weak.upgrade() {
-                        if let Ok(repo) = repo.try_borrow() {
-                            dispatch.emit(Action::AccountsChanged(Rc::new(repo.accounts())));
-                        }
-                    }
+                RepoEvent::DocumentsChanged(accounts) => {
+                    dispatch.emit(Action::AccountsChanged(accounts))
                 }
                 RepoEvent::SaveState(state) => dispatch.emit(Action::SaveState {
                     unsaved_changes: state.unsaved_changes,

@@ -1,21 +1,554 @@
-//! Syncing with the team's server over `/sync` (filled in with the client engine).
+//! Syncing with the team's server: the browser shell around the sans-IO client engine
+//! (`fieldnotes_sync::client`).
+//!
+//! - Connects by itself at start, on the `online` event, when the tab regains focus or becomes
+//!   visible, and on "Sync now"; after a failure it retries with exponential backoff (1 s doubling
+//!   to 30 s, with jitter). Safari has no Background Sync, so these moments are the ones a phone
+//!   gives us.
+//! - Never blocks typing: edits go to the repo and IndexedDB first; the engine only reads the
+//!   documents when a socket is open.
+//! - The server's sync states are saved per document (one record, `sync-states`) in the same
+//!   IndexedDB transaction as the changes they describe, so after a reload or days offline the
+//!   first exchange sends only what changed, and a saved state never claims changes the device
+//!   did not keep.
 
-use crate::idb::Idb;
-use crate::repo::SharedRepo;
-use crate::state::Action;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::{Rc, Weak};
+
+use automerge::AutoCommit;
+use fieldnotes_sync::DocumentId;
+use fieldnotes_sync::client::{Client, ClientConfig, ClientEvent, ConnectionState, DocumentSet};
+use fieldnotes_sync::protocol::{PeerId, StorageId};
+use gloo_timers::callback::Timeout;
+use js_sys::{ArrayBuffer, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, MessageEvent, WebSocket};
 use yew::Callback;
 
+use crate::idb::Idb;
+use crate::platform::{now_millis, online, random_bytes, sync_url};
+use crate::repo::{Repo, SharedRepo, flush};
+use crate::state::{Action, SyncPhase, SyncStatus};
+
+const STORAGE_ID_KEY: &str = "storage-id";
+const SYNC_STATES_KEY: &str = "sync-states";
+const FIRST_RETRY_SECONDS: u32 = 1;
+const MAX_RETRY_SECONDS: u32 = 30;
+
+impl DocumentSet for Repo {
+    type Document = AutoCommit;
+
+    fn document_mut(&mut self, id: &DocumentId) -> Option<&mut AutoCommit> {
+        Some(Repo::document_mut(self, &id.to_string()))
+    }
+}
+
 #[derive(Clone)]
-pub struct SyncHandle {}
+pub struct SyncHandle {
+    inner: Rc<RefCell<Inner>>,
+}
+
+struct Inner {
+    repo: SharedRepo,
+    dispatch: Callback<Action>,
+    client: Client,
+    socket: Option<Socket>,
+    retry: Option<Timeout>,
+    retry_seconds: u32,
+    last_failure: Option<String>,
+    /// The server these sync states belong to.
+    server_storage_id: Option<String>,
+    /// Local changes the server has not acknowledged, per document.
+    pending: BTreeMap<DocumentId, usize>,
+    /// Documents the server says it does not have (not counted as still to download).
+    unavailable: BTreeSet<DocumentId>,
+    last_synced_millis: Option<i64>,
+    /// The phase last reported.
+    phase: SyncPhase,
+    states_dirty: bool,
+    self_ref: Weak<RefCell<Inner>>,
+}
+
+/// An open socket and the closures that must live as long as it does.
+struct Socket {
+    socket: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut()>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        let _ = self.socket.close();
+    }
+}
 
 impl SyncHandle {
-    pub async fn start(_repo: SharedRepo, _idb: Idb, _dispatch: Callback<Action>) -> SyncHandle {
-        SyncHandle {}
+    pub async fn start(repo: SharedRepo, idb: Idb, dispatch: Callback<Action>) -> SyncHandle {
+        // A durable id for this device's storage, so the server keeps its sync state for us.
+        let storage_id = match idb.meta(STORAGE_ID_KEY).await {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => {
+                let id = hex(&random_bytes::<16>());
+                repo.borrow_mut()
+                    .put_meta(STORAGE_ID_KEY.into(), id.clone().into_bytes());
+                id
+            }
+        };
+        let saved = idb
+            .meta(SYNC_STATES_KEY)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|bytes| SavedStates::decode(&bytes))
+            .unwrap_or_default();
+        let client = Client::new(ClientConfig {
+            peer_id: PeerId::new(format!("fieldnotes-{}", hex(&random_bytes::<8>()))),
+            storage_id: Some(StorageId::new(storage_id)),
+            is_ephemeral: false,
+            ephemeral_session_id: hex(&random_bytes::<8>()),
+        });
+        let inner = Rc::new_cyclic(|self_ref| {
+            RefCell::new(Inner {
+                repo,
+                dispatch,
+                client,
+                socket: None,
+                retry: None,
+                retry_seconds: FIRST_RETRY_SECONDS,
+                last_failure: None,
+                server_storage_id: saved.server.clone(),
+                pending: BTreeMap::new(),
+                unavailable: BTreeSet::new(),
+                last_synced_millis: saved.last_synced_millis,
+                phase: SyncPhase::Connecting,
+                states_dirty: false,
+                self_ref: self_ref.clone(),
+            })
+        });
+        {
+            let mut this = inner.borrow_mut();
+            this.open_documents(&saved.states);
+            this.recount_all();
+            this.connect();
+        }
+        SyncHandle { inner }
     }
 
-    pub fn local_change(&self) {}
+    /// The rep changed something: offer it to the server now if connected.
+    pub fn local_change(&self) {
+        let mut this = self.inner.borrow_mut();
+        let changed = this.repo.borrow_mut().take_changed_locally();
+        this.open_documents(&BTreeMap::new());
+        for id in changed {
+            if let Ok(document_id) = DocumentId::parse(&id) {
+                let repo = this.repo.clone();
+                let mut repo = repo.borrow_mut();
+                let doc = Repo::document_mut(&mut repo, &id);
+                this.client.sync_document(document_id, doc);
+                let pending = this.client.pending_change_count(&document_id, doc);
+                this.pending.insert(document_id, pending);
+            }
+        }
+        this.send_queued();
+        this.report();
+    }
 
-    pub fn sync_now(&self) {}
+    /// "Sync now", the tab becoming visible: connect at once if not connected.
+    pub fn sync_now(&self) {
+        let mut this = self.inner.borrow_mut();
+        if this.socket.is_none() {
+            this.retry_seconds = FIRST_RETRY_SECONDS;
+            this.connect();
+        } else if matches!(
+            this.client.connection_state(),
+            ConnectionState::Joined { .. }
+        ) {
+            let repo = this.repo.clone();
+            this.client.sync_all(&mut *repo.borrow_mut());
+            this.send_queued();
+        }
+    }
 
-    pub fn connectivity_changed(&self) {}
+    /// The `online`, `offline` or `focus` event.
+    pub fn connectivity_changed(&self) {
+        let mut this = self.inner.borrow_mut();
+        if !online() {
+            this.disconnect(None);
+            this.report();
+        } else if this.socket.is_none() {
+            this.retry_seconds = FIRST_RETRY_SECONDS;
+            this.connect();
+        }
+    }
+}
+
+impl Inner {
+    /// Keeps every document the repo knows (and every account the directory lists) in sync.
+    fn open_documents(&mut self, saved: &BTreeMap<String, Vec<u8>>) {
+        let ids = self.repo.borrow().document_ids();
+        let open: BTreeSet<DocumentId> = self.client.open_document_ids().copied().collect();
+        for id in ids {
+            let Ok(document_id) = DocumentId::parse(&id) else {
+                continue;
+            };
+            if open.contains(&document_id) {
+                continue;
+            }
+            let state = saved.get(&id).map(Vec::as_slice);
+            if self.client.open_document(document_id, state).is_err() {
+                // A damaged saved state only costs a full exchange.
+                let _ = self.client.open_document(document_id, None);
+            }
+            if matches!(
+                self.client.connection_state(),
+                ConnectionState::Joined { .. }
+            ) {
+                let repo = self.repo.clone();
+                let mut repo = repo.borrow_mut();
+                self.client
+                    .sync_document(document_id, Repo::document_mut(&mut repo, &id));
+            }
+        }
+    }
+
+    fn connect(&mut self) {
+        self.retry = None;
+        if self.socket.is_some() {
+            return;
+        }
+        if !online() {
+            self.report();
+            return;
+        }
+        let socket = match WebSocket::new(&sync_url()) {
+            Ok(socket) => socket,
+            Err(_) => {
+                self.failed("the sync address is not valid".into());
+                return;
+            }
+        };
+        socket.set_binary_type(BinaryType::Arraybuffer);
+        let weak = self.self_ref.clone();
+        let on_open = Closure::<dyn FnMut()>::new({
+            let weak = weak.clone();
+            move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut this = inner.borrow_mut();
+                    this.client.handle_connected();
+                    this.send_queued();
+                }
+            }
+        });
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+            let weak = weak.clone();
+            move |event: MessageEvent| {
+                let Some(inner) = weak.upgrade() else { return };
+                let Ok(buffer) = event.data().dyn_into::<ArrayBuffer>() else {
+                    return;
+                };
+                let frame = Uint8Array::new(&buffer).to_vec();
+                inner.borrow_mut().handle_frame(&frame);
+            }
+        });
+        let on_close = Closure::<dyn FnMut()>::new({
+            let weak = weak.clone();
+            move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut this = inner.borrow_mut();
+                    let reason = if online() {
+                        "the server cannot be reached".to_string()
+                    } else {
+                        String::new()
+                    };
+                    this.disconnect(Some(reason));
+                }
+            }
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.socket = Some(Socket {
+            socket,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        });
+        self.report();
+    }
+
+    /// Drops the socket; with a reason, schedules the next attempt.
+    fn disconnect(&mut self, reason: Option<String>) {
+        self.socket = None;
+        self.client.handle_disconnected();
+        match reason {
+            Some(reason) if !reason.is_empty() && online() => self.failed(reason),
+            _ => self.report(),
+        }
+    }
+
+    fn failed(&mut self, reason: String) {
+        self.socket = None;
+        self.last_failure = Some(reason);
+        let jitter = 0.8 + (random_bytes::<1>()[0] as f64 / 255.0) * 0.4;
+        let delay = (self.retry_seconds as f64 * jitter * 1000.0) as u32;
+        let weak = self.self_ref.clone();
+        self.retry = Some(Timeout::new(delay, move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.borrow_mut().connect();
+            }
+        }));
+        self.report();
+        self.retry_seconds = (self.retry_seconds * 2).min(MAX_RETRY_SECONDS);
+    }
+
+    fn handle_frame(&mut self, frame: &[u8]) {
+        let repo = self.repo.clone();
+        let result = self.client.handle_frame(frame, &mut *repo.borrow_mut());
+        let events = match result {
+            Ok(events) => events,
+            Err(error) => {
+                self.disconnect(Some(format!(
+                    "the server sent something unexpected ({error})"
+                )));
+                return;
+            }
+        };
+        let mut changed = Vec::new();
+        let mut recount = BTreeSet::new();
+        for event in events {
+            match event {
+                ClientEvent::Joined {
+                    server_storage_id, ..
+                } => {
+                    self.retry_seconds = FIRST_RETRY_SECONDS;
+                    self.last_failure = None;
+                    let server = server_storage_id.map(|s| s.as_str().to_string());
+                    if server != self.server_storage_id {
+                        // Another server (or a reset one): its states would mislead it.
+                        let ids: Vec<DocumentId> =
+                            self.client.open_document_ids().copied().collect();
+                        for id in ids {
+                            self.client.close_document(&id);
+                        }
+                        self.server_storage_id = server;
+                        self.open_documents(&BTreeMap::new());
+                        self.client.sync_all(&mut *repo.borrow_mut());
+                        self.states_dirty = true;
+                    }
+                }
+                ClientEvent::DocumentChanged { document_id } => {
+                    changed.push(document_id.to_string());
+                    self.unavailable.remove(&document_id);
+                    recount.insert(document_id);
+                }
+                ClientEvent::ServerHeadsChanged { document_id } => {
+                    self.states_dirty = true;
+                    recount.insert(document_id);
+                }
+                ClientEvent::DocumentUnavailable { document_id } => {
+                    self.unavailable.insert(document_id);
+                }
+                ClientEvent::ServerError { message } => {
+                    self.last_failure = Some(format!("the server refused: {message}"));
+                }
+                ClientEvent::Ephemeral { .. } => {}
+            }
+        }
+        if !changed.is_empty() {
+            repo.borrow_mut().remote_changed(&changed);
+            // The directory may list accounts this device has not seen yet.
+            self.open_documents(&BTreeMap::new());
+        }
+        for id in recount {
+            let mut repo = repo.borrow_mut();
+            let doc = Repo::document_mut(&mut repo, &id.to_string());
+            let pending = self.client.pending_change_count(&id, doc);
+            self.pending.insert(id, pending);
+        }
+        self.send_queued();
+        self.report();
+        if self.states_dirty || !changed.is_empty() {
+            self.save_states();
+        }
+    }
+
+    fn send_queued(&mut self) {
+        let Some(socket) = &self.socket else {
+            while self.client.poll_frame().is_some() {}
+            return;
+        };
+        while let Some(frame) = self.client.poll_frame() {
+            if socket.socket.send_with_u8_array(&frame).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn recount_all(&mut self) {
+        let ids: Vec<DocumentId> = self.client.open_document_ids().copied().collect();
+        let repo = self.repo.clone();
+        let mut repo = repo.borrow_mut();
+        for id in ids {
+            let doc = Repo::document_mut(&mut repo, &id.to_string());
+            let pending = self.client.pending_change_count(&id, doc);
+            self.pending.insert(id, pending);
+        }
+    }
+
+    /// Queues the sync states (and the last sync time) behind the document changes they
+    /// describe, in the repo's next IndexedDB transaction.
+    fn save_states(&mut self) {
+        self.states_dirty = false;
+        let mut states = SavedStates {
+            server: self.server_storage_id.clone(),
+            last_synced_millis: self.last_synced_millis,
+            states: BTreeMap::new(),
+        };
+        let ids: Vec<DocumentId> = self.client.open_document_ids().copied().collect();
+        for id in ids {
+            if let Some(state) = self.client.encoded_sync_state(&id) {
+                states.states.insert(id.to_string(), state);
+            }
+        }
+        self.repo
+            .borrow_mut()
+            .put_meta(SYNC_STATES_KEY.into(), states.encode());
+        flush(&self.repo);
+    }
+
+    fn report(&mut self) {
+        let pending_changes: usize = self.pending.values().sum();
+        let accounts_to_fetch = {
+            let repo = self.repo.borrow();
+            repo.missing_accounts()
+                .iter()
+                .filter(|id| {
+                    DocumentId::parse(id)
+                        .map(|d| !self.unavailable.contains(&d))
+                        .unwrap_or(false)
+                })
+                .count()
+        };
+        let joined = matches!(
+            self.client.connection_state(),
+            ConnectionState::Joined { .. }
+        );
+        let phase = if !online() {
+            SyncPhase::Offline
+        } else if joined && pending_changes == 0 && accounts_to_fetch == 0 {
+            SyncPhase::Synced
+        } else if joined {
+            SyncPhase::Syncing
+        } else if self.retry.is_some() {
+            SyncPhase::Retrying {
+                reason: self
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| "the server cannot be reached".into()),
+                retry_in_seconds: self.retry_seconds.max(1),
+            }
+        } else {
+            SyncPhase::Connecting
+        };
+        if phase == SyncPhase::Synced && self.phase != SyncPhase::Synced {
+            // A full sync just finished.
+            self.last_synced_millis = Some(now_millis());
+            self.states_dirty = true;
+        }
+        self.phase = phase.clone();
+        self.dispatch.emit(Action::Sync(SyncStatus {
+            phase,
+            pending_changes,
+            accounts_to_fetch,
+            last_synced_millis: self.last_synced_millis,
+        }));
+    }
+}
+
+/// The sync states saved on the device: which server they belong to, when the last full sync
+/// finished, and one encoded `automerge::sync::State` per document.
+#[derive(Debug, Default, PartialEq)]
+struct SavedStates {
+    server: Option<String>,
+    last_synced_millis: Option<i64>,
+    states: BTreeMap<String, Vec<u8>>,
+}
+
+impl SavedStates {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        put(&mut out, self.server.as_deref().unwrap_or("").as_bytes());
+        out.extend_from_slice(&self.last_synced_millis.unwrap_or(-1).to_le_bytes());
+        for (id, state) in &self.states {
+            put(&mut out, id.as_bytes());
+            put(&mut out, state);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<SavedStates> {
+        let (&version, mut rest) = bytes.split_first()?;
+        (version == 1).then_some(())?;
+        let server = String::from_utf8(take(&mut rest)?.to_vec()).ok()?;
+        let (millis, tail) = rest.split_at_checked(8)?;
+        rest = tail;
+        let millis = i64::from_le_bytes(millis.try_into().ok()?);
+        let mut states = BTreeMap::new();
+        while !rest.is_empty() {
+            let id = String::from_utf8(take(&mut rest)?.to_vec()).ok()?;
+            let state = take(&mut rest)?.to_vec();
+            states.insert(id, state);
+        }
+        Some(SavedStates {
+            server: (!server.is_empty()).then_some(server),
+            last_synced_millis: (millis >= 0).then_some(millis),
+            states,
+        })
+    }
+}
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (length, tail) = rest.split_at_checked(4)?;
+    let length = u32::from_le_bytes(length.try_into().ok()?) as usize;
+    let (value, tail) = tail.split_at_checked(length)?;
+    *rest = tail;
+    Some(value)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_states_round_trip_and_reject_damage() {
+        let mut states = SavedStates {
+            server: Some("server-a".into()),
+            last_synced_millis: Some(1_700_000_000_000),
+            states: BTreeMap::new(),
+        };
+        states.states.insert("doc1".into(), vec![1, 2, 3]);
+        states.states.insert("doc2".into(), vec![]);
+        let bytes = states.encode();
+        assert_eq!(SavedStates::decode(&bytes), Some(states));
+        assert_eq!(SavedStates::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(SavedStates::decode(&[2]), None);
+        assert_eq!(SavedStates::decode(&[]), None);
+        let empty = SavedStates::default();
+        assert_eq!(SavedStates::decode(&empty.encode()), Some(empty));
+    }
 }

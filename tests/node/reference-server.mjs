@@ -50,6 +50,12 @@ const repo = new Repo({
   sharePolicy: async () => true,
 })
 
+// The Repo attaches the adapter's connection handler asynchronously (after loading its storage id);
+// a join arriving before that would be lost, so only bind once it is attached.
+for (let i = 0; wss.listenerCount("connection") === 0; i++) {
+  if (i > 1000) throw new Error("NodeWSServerAdapter never attached to the WebSocket server")
+  await new Promise(r => setTimeout(r, 10))
+}
 server.listen(Number(portText || 0), "127.0.0.1", () => {
   process.stdout.write(`listening on http://127.0.0.1:${server.address().port}\n`)
 })

@@ -2,13 +2,25 @@
 //!
 //! - [`protocol`]: the wire messages, one CBOR map per binary WebSocket frame.
 //! - [`DocumentId`]: 16-byte document ids, base58check text and `automerge:` URLs.
+//! - [`hub`]: the server engine; [`store`]: the storage trait it writes through.
+//! - [`client`]: the client engine the web app and native test clients run.
 //!
 //! **Invariant:** this crate does no IO. It has no sockets, no clocks and no
 //! randomness: time and random bytes are passed in, and effects come out as plain data
 //! for a shell (the axum server, the browser app, a test harness) to carry out.
 
+pub mod client;
 pub mod document_id;
+pub mod hub;
 pub mod protocol;
+pub mod store;
 
+pub use client::{
+    Client, ClientConfig, ClientError, ClientEvent, ConnectionState, DocumentSet, SyncTarget,
+};
 pub use document_id::{DocumentId, DocumentIdError};
+pub use hub::{
+    AccessPolicy, AllowAll, CloseReason, ConnectionId, Effect, Hub, HubConfig, HubCounters,
+};
 pub use protocol::{DecodeError, Message, PeerId, PeerMetadata, StorageId};
+pub use store::{DocStore, MemoryStore};

@@ -1,0 +1,764 @@
+//! The server engine ("hub"), sans-IO: connections and loaded documents in,
+//! frames and closes out.
+//!
+//! Drive it like this, one batch at a time, from one thread:
+//!
+//! 1. Feed events: [`Hub::handle_connected`], [`Hub::handle_frame`] (as many
+//!    frames as are waiting), [`Hub::handle_disconnected`].
+//! 2. Call [`Hub::finish_batch`]. It commits the batch's writes to the
+//!    [`DocStore`] and only then returns the [`Effect`]s, which the shell
+//!    carries out in order.
+//!
+//! **Invariant (durability):** a `sync` reply whose heads cover a peer's change
+//! leaves the hub only after the store has committed that change. Effects are
+//! held back until [`Hub::finish_batch`] has committed; if the commit fails,
+//! no `Send` of the batch escapes, the batch's documents are unloaded (memory
+//! may hold changes the store does not) and the connections involved are closed,
+//! so their clients reconnect and sync again from what is stored.
+//!
+//! Bad input closes only the connection that sent it: the hub answers with an
+//! `error` message and an [`Effect::Close`], and stores nothing from that frame.
+//! Unlike the JavaScript reference server, a message before `join` is such bad
+//! input (the reference server silently ignores it).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+
+use crate::document_id::DocumentId;
+use crate::protocol::{
+    DecodeError, DocUnavailable, DocumentMessage, Ephemeral, ErrorMessage, Join, Message,
+    PROTOCOL_VERSION, Peer, PeerId, PeerMetadata, StorageId,
+};
+use crate::store::DocStore;
+
+/// Frames above this size are refused (and the connection closed). Shells
+/// should enforce the same limit in their WebSocket layer.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+/// After this many stored chunks a document is compacted into one snapshot.
+pub const DEFAULT_COMPACTION_THRESHOLD: usize = 64;
+
+/// Ephemeral sessions not heard from for this long are forgotten.
+const EPHEMERAL_SESSION_TTL_MS: u64 = 10 * 60 * 1000;
+/// Ephemeral sessions remembered per connection before old ones are pruned.
+const EPHEMERAL_SESSIONS_PER_CONNECTION: usize = 64;
+
+/// The shell's name for one socket. Never reused while the hub knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// What the shell must do, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Send {
+        connection: ConnectionId,
+        frame: Vec<u8>,
+    },
+    Close {
+        connection: ConnectionId,
+        reason: CloseReason,
+    },
+}
+
+/// Why the hub closes a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer broke the protocol; an `error` message was sent just before.
+    Protocol(ProtocolViolation),
+    /// A newer connection joined with the same peer id.
+    Replaced,
+    /// A batch could not be stored; the client should reconnect and sync again.
+    StorageFailure,
+}
+
+/// Input the hub refuses. The `Display` text is sent to the peer in `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolViolation {
+    #[error("frame of {size} bytes is over the limit of {limit} bytes")]
+    FrameTooLarge { size: usize, limit: usize },
+    #[error("invalid message: {0}")]
+    InvalidMessage(#[from] DecodeError),
+    #[error("message before join")]
+    NotJoined,
+    // The exact text the reference server sends.
+    #[error("unsupported protocol version")]
+    UnsupportedProtocolVersion,
+    #[error("join with a different peer id on an already joined connection")]
+    RejoinAsAnotherPeer,
+    #[error("invalid automerge sync message")]
+    InvalidSyncMessage,
+    #[error("invalid automerge data")]
+    InvalidAutomergeData,
+}
+
+/// Decides whether a connection may see a document. The default allows all;
+/// teams plug in here. A denied `request`/`sync` gets `doc-unavailable`, a
+/// denied `ephemeral` is dropped.
+pub trait AccessPolicy: Send {
+    fn may_access(&self, connection: ConnectionId, peer: &PeerId, document: &DocumentId) -> bool;
+}
+
+/// Every connection may see every document (the automerge-repo default:
+/// knowing a document id is access).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl AccessPolicy for AllowAll {
+    fn may_access(&self, _: ConnectionId, _: &PeerId, _: &DocumentId) -> bool {
+        true
+    }
+}
+
+impl<F> AccessPolicy for F
+where
+    F: Fn(ConnectionId, &PeerId, &DocumentId) -> bool + Send,
+{
+    fn may_access(&self, connection: ConnectionId, peer: &PeerId, document: &DocumentId) -> bool {
+        self(connection, peer, document)
+    }
+}
+
+/// How the hub presents itself and its limits.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub server_peer_id: PeerId,
+    /// Must stay the same across restarts: clients key their sync state on it.
+    pub server_storage_id: StorageId,
+    pub max_frame_bytes: usize,
+    pub compaction_threshold: usize,
+}
+
+impl HubConfig {
+    pub fn new(server_peer_id: PeerId, server_storage_id: StorageId) -> Self {
+        Self {
+            server_peer_id,
+            server_storage_id,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            compaction_threshold: DEFAULT_COMPACTION_THRESHOLD,
+        }
+    }
+}
+
+/// Running totals for metrics. Bytes count frame payloads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubCounters {
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    pub protocol_errors: u64,
+    pub foreign_sender_dropped: u64,
+    pub access_denied: u64,
+    pub ephemeral_relayed: u64,
+    pub ephemeral_duplicates: u64,
+    pub change_chunks_stored: u64,
+    pub compactions: u64,
+    pub storage_failures: u64,
+    pub batches_committed: u64,
+}
+
+struct JoinedPeer {
+    peer_id: PeerId,
+    /// Set only for durable (non-ephemeral) peers that sent a storage id: the
+    /// key under which their sync state is persisted.
+    storage_id: Option<StorageId>,
+}
+
+#[derive(Default)]
+struct Connection {
+    joined: Option<JoinedPeer>,
+    open_documents: BTreeSet<DocumentId>,
+    /// Highest `count` seen per ephemeral session, and when.
+    ephemeral_sessions: HashMap<String, (u64, u64)>,
+}
+
+struct PeerSync {
+    state: sync::State,
+    /// The encoding last written to the store, to skip identical writes.
+    persisted: Option<Vec<u8>>,
+}
+
+struct LoadedDocument {
+    doc: Automerge,
+    /// Chunks in the store for this document, to decide when to compact.
+    stored_chunks: usize,
+    peers: BTreeMap<ConnectionId, PeerSync>,
+}
+
+#[derive(Default)]
+struct Batch {
+    touched_documents: BTreeSet<DocumentId>,
+    touched_connections: BTreeSet<ConnectionId>,
+    storage_error: Option<String>,
+}
+
+/// The server engine. See the module docs.
+pub struct Hub<S: DocStore> {
+    store: S,
+    config: HubConfig,
+    access: Box<dyn AccessPolicy>,
+    connections: HashMap<ConnectionId, Connection>,
+    peers: HashMap<PeerId, ConnectionId>,
+    documents: HashMap<DocumentId, LoadedDocument>,
+    pending: Vec<Effect>,
+    batch: Batch,
+    counters: HubCounters,
+    last_storage_error: Option<String>,
+}
+
+impl<S: DocStore> Hub<S> {
+    pub fn new(store: S, config: HubConfig) -> Self {
+        Self {
+            store,
+            config,
+            access: Box::new(AllowAll),
+            connections: HashMap::new(),
+            peers: HashMap::new(),
+            documents: HashMap::new(),
+            pending: Vec::new(),
+            batch: Batch::default(),
+            counters: HubCounters::default(),
+            last_storage_error: None,
+        }
+    }
+
+    /// Replaces the access policy (the default allows everything).
+    pub fn with_access_policy(mut self, policy: impl AccessPolicy + 'static) -> Self {
+        self.access = Box::new(policy);
+        self
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+    pub fn counters(&self) -> &HubCounters {
+        &self.counters
+    }
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+    pub fn loaded_document_count(&self) -> usize {
+        self.documents.len()
+    }
+    pub fn is_loaded(&self, document: &DocumentId) -> bool {
+        self.documents.contains_key(document)
+    }
+    /// The heads of a loaded document.
+    pub fn loaded_heads(&self, document: &DocumentId) -> Option<Vec<ChangeHash>> {
+        self.documents
+            .get(document)
+            .map(|loaded| loaded.doc.get_heads())
+    }
+    /// The text of the last storage error, for logs.
+    pub fn last_storage_error(&self) -> Option<&str> {
+        self.last_storage_error.as_deref()
+    }
+
+    /// A socket was accepted.
+    pub fn handle_connected(&mut self, connection: ConnectionId) {
+        self.connections.entry(connection).or_default();
+    }
+
+    /// A socket is gone. Unknown or already closed connections are ignored.
+    pub fn handle_disconnected(&mut self, connection: ConnectionId) {
+        self.detach(connection);
+    }
+
+    /// One binary frame from a socket. `now_ms` is the shell's clock in
+    /// milliseconds; it only ages out ephemeral-message bookkeeping.
+    pub fn handle_frame(&mut self, connection: ConnectionId, frame: &[u8], now_ms: u64) {
+        self.counters.frames_in += 1;
+        self.counters.bytes_in += frame.len() as u64;
+        if !self.connections.contains_key(&connection) {
+            return;
+        }
+        if self.batch.storage_error.is_some() {
+            // This batch will be rolled back; the connection gets closed with it.
+            self.batch.touched_connections.insert(connection);
+            return;
+        }
+        if frame.len() > self.config.max_frame_bytes {
+            let violation = ProtocolViolation::FrameTooLarge {
+                size: frame.len(),
+                limit: self.config.max_frame_bytes,
+            };
+            self.refuse(connection, None, violation);
+            return;
+        }
+        let message = match Message::decode(frame) {
+            Ok(message) => message,
+            Err(error) => {
+                self.refuse(connection, None, error.into());
+                return;
+            }
+        };
+        if let Message::Join(join) = message {
+            self.handle_join(connection, join);
+            return;
+        }
+        let Some(peer_id) = self.joined_peer_id(connection) else {
+            let sender = message.sender_id().cloned();
+            self.refuse(connection, sender, ProtocolViolation::NotJoined);
+            return;
+        };
+        if message.sender_id() != Some(&peer_id) {
+            // automerge-repo clients re-broadcast ephemeral messages from
+            // others under the original sender id; those are not ours to relay.
+            self.counters.foreign_sender_dropped += 1;
+            return;
+        }
+        match message {
+            Message::Request(message) => self.handle_document_message(connection, message, true),
+            Message::Sync(message) => self.handle_document_message(connection, message, false),
+            Message::Ephemeral(message) => self.handle_ephemeral(connection, message, now_ms),
+            // The hub never asks clients for documents, so it has nothing to
+            // do with their doc-unavailable; heads gossip is not supported yet.
+            Message::DocUnavailable(_)
+            | Message::Error(_)
+            | Message::Peer(_)
+            | Message::RemoteSubscriptionChange(_)
+            | Message::RemoteHeadsChanged(_)
+            | Message::Join(_) => {}
+        }
+    }
+
+    /// Ends the batch: commits the store, then hands out the effects.
+    pub fn finish_batch(&mut self) -> Vec<Effect> {
+        let batch = std::mem::take(&mut self.batch);
+        let mut storage_error = batch.storage_error;
+        if storage_error.is_none() {
+            match self.store.commit() {
+                Ok(()) => {
+                    self.counters.batches_committed += 1;
+                    let effects = std::mem::take(&mut self.pending);
+                    self.count_outgoing(&effects);
+                    return effects;
+                }
+                Err(error) => storage_error = Some(error.to_string()),
+            }
+        }
+        self.store.rollback();
+        self.counters.storage_failures += 1;
+        self.last_storage_error = storage_error;
+
+        // Keep only the closes already decided; every send may describe state
+        // that was never stored.
+        let mut effects: Vec<Effect> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter(|effect| matches!(effect, Effect::Close { .. }))
+            .collect();
+        let mut to_close = batch.touched_connections;
+        for document in &batch.touched_documents {
+            if let Some(loaded) = self.documents.remove(document) {
+                to_close.extend(loaded.peers.keys().copied());
+            }
+        }
+        for connection in to_close {
+            if self.connections.contains_key(&connection) {
+                self.detach(connection);
+                effects.push(Effect::Close {
+                    connection,
+                    reason: CloseReason::StorageFailure,
+                });
+            }
+        }
+        self.count_outgoing(&effects);
+        effects
+    }
+
+    fn count_outgoing(&mut self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::Send { frame, .. } = effect {
+                self.counters.frames_out += 1;
+                self.counters.bytes_out += frame.len() as u64;
+            }
+        }
+    }
+
+    fn joined_peer_id(&self, connection: ConnectionId) -> Option<PeerId> {
+        let joined = self.connections.get(&connection)?.joined.as_ref()?;
+        Some(joined.peer_id.clone())
+    }
+
+    fn send(&mut self, connection: ConnectionId, message: &Message) {
+        self.pending.push(Effect::Send {
+            connection,
+            frame: message.encode(),
+        });
+    }
+
+    /// Answers bad input with `error`, then closes the connection.
+    fn refuse(
+        &mut self,
+        connection: ConnectionId,
+        target: Option<PeerId>,
+        violation: ProtocolViolation,
+    ) {
+        self.counters.protocol_errors += 1;
+        let target_id = self.joined_peer_id(connection).or(target);
+        let error = Message::Error(ErrorMessage {
+            sender_id: Some(self.config.server_peer_id.clone()),
+            target_id,
+            message: violation.to_string(),
+        });
+        self.send(connection, &error);
+        self.pending.push(Effect::Close {
+            connection,
+            reason: CloseReason::Protocol(violation),
+        });
+        self.detach(connection);
+    }
+
+    /// Forgets a connection: its peer id, its interest in documents, and every
+    /// document nobody else has open (sync states are already in the store).
+    fn detach(&mut self, connection: ConnectionId) {
+        let Some(state) = self.connections.remove(&connection) else {
+            return;
+        };
+        if let Some(joined) = &state.joined
+            && self.peers.get(&joined.peer_id) == Some(&connection)
+        {
+            self.peers.remove(&joined.peer_id);
+        }
+        for document in state.open_documents {
+            if let Some(loaded) = self.documents.get_mut(&document) {
+                loaded.peers.remove(&connection);
+                if loaded.peers.is_empty() {
+                    self.documents.remove(&document);
+                }
+            }
+        }
+    }
+
+    fn handle_join(&mut self, connection: ConnectionId, join: Join) {
+        if let Some(current) = self.joined_peer_id(connection) {
+            if current == join.sender_id {
+                self.send_peer(connection, &join.sender_id);
+            } else {
+                self.refuse(connection, None, ProtocolViolation::RejoinAsAnotherPeer);
+            }
+            return;
+        }
+        if !join
+            .supported_protocol_versions
+            .iter()
+            .any(|v| v == PROTOCOL_VERSION)
+        {
+            self.refuse(
+                connection,
+                Some(join.sender_id),
+                ProtocolViolation::UnsupportedProtocolVersion,
+            );
+            return;
+        }
+        if let Some(older) = self.peers.get(&join.sender_id).copied() {
+            // The reference server's behaviour: the newest socket wins.
+            self.detach(older);
+            self.pending.push(Effect::Close {
+                connection: older,
+                reason: CloseReason::Replaced,
+            });
+        }
+        let storage_id = if join.peer_metadata.is_ephemeral {
+            None
+        } else {
+            join.peer_metadata.storage_id.clone()
+        };
+        self.peers.insert(join.sender_id.clone(), connection);
+        if let Some(state) = self.connections.get_mut(&connection) {
+            state.joined = Some(JoinedPeer {
+                peer_id: join.sender_id.clone(),
+                storage_id,
+            });
+        }
+        self.send_peer(connection, &join.sender_id);
+    }
+
+    fn send_peer(&mut self, connection: ConnectionId, target: &PeerId) {
+        let peer = Message::Peer(Peer {
+            sender_id: self.config.server_peer_id.clone(),
+            target_id: target.clone(),
+            peer_metadata: PeerMetadata {
+                storage_id: Some(self.config.server_storage_id.clone()),
+                is_ephemeral: false,
+            },
+            selected_protocol_version: PROTOCOL_VERSION.to_owned(),
+        });
+        self.send(connection, &peer);
+    }
+
+    fn send_unavailable(
+        &mut self,
+        connection: ConnectionId,
+        target: PeerId,
+        document_id: DocumentId,
+    ) {
+        let message = Message::DocUnavailable(DocUnavailable {
+            sender_id: self.config.server_peer_id.clone(),
+            target_id: target,
+            document_id,
+        });
+        self.send(connection, &message);
+    }
+
+    fn storage_failed(&mut self, connection: ConnectionId, error: impl std::fmt::Display) {
+        self.batch.storage_error = Some(error.to_string());
+        self.batch.touched_connections.insert(connection);
+    }
+
+    /// Builds a document from its stored chunks.
+    fn load_from_store(&mut self, document: &DocumentId) -> Result<(Automerge, usize), String> {
+        let chunks = self
+            .store
+            .load_chunks(document)
+            .map_err(|e| e.to_string())?;
+        let mut doc = Automerge::new();
+        for chunk in &chunks {
+            doc.load_incremental(chunk)
+                .map_err(|e| format!("stored document {document} does not load: {e}"))?;
+        }
+        Ok((doc, chunks.len()))
+    }
+
+    fn handle_document_message(
+        &mut self,
+        connection: ConnectionId,
+        message: DocumentMessage,
+        is_request: bool,
+    ) {
+        let DocumentMessage {
+            sender_id: peer_id,
+            document_id,
+            data,
+            ..
+        } = message;
+        if !self.access.may_access(connection, &peer_id, &document_id) {
+            self.counters.access_denied += 1;
+            self.send_unavailable(connection, peer_id, document_id);
+            return;
+        }
+        let sync_message = match sync::Message::decode(&data) {
+            Ok(message) => message,
+            Err(_) => {
+                self.refuse(connection, None, ProtocolViolation::InvalidSyncMessage);
+                return;
+            }
+        };
+        self.batch.touched_connections.insert(connection);
+
+        if !self.documents.contains_key(&document_id) {
+            let (doc, stored_chunks) = match self.load_from_store(&document_id) {
+                Ok(loaded) => loaded,
+                Err(error) => return self.storage_failed(connection, error),
+            };
+            if stored_chunks == 0 && is_request {
+                self.send_unavailable(connection, peer_id, document_id);
+                return;
+            }
+            self.documents.insert(
+                document_id,
+                LoadedDocument {
+                    doc,
+                    stored_chunks,
+                    peers: BTreeMap::new(),
+                },
+            );
+        }
+        let opened_here = self
+            .documents
+            .get(&document_id)
+            .is_some_and(|d| d.peers.contains_key(&connection));
+        if is_request && !opened_here && self.documents[&document_id].doc.get_heads().is_empty() {
+            // Created by another peer's `sync` but still empty: nothing to give.
+            self.send_unavailable(connection, peer_id, document_id);
+            return;
+        }
+        if !opened_here {
+            let storage_id = self.connections[&connection]
+                .joined
+                .as_ref()
+                .and_then(|j| j.storage_id.clone());
+            let mut persisted = None;
+            if let Some(storage_id) = &storage_id {
+                match self.store.load_sync_state(&document_id, storage_id) {
+                    Ok(bytes) => persisted = bytes,
+                    Err(error) => return self.storage_failed(connection, error),
+                }
+            }
+            // A stored state that no longer decodes only costs a full sync.
+            let state = persisted
+                .as_deref()
+                .and_then(|bytes| sync::State::decode(bytes).ok())
+                .unwrap_or_default();
+            if let Some(loaded) = self.documents.get_mut(&document_id) {
+                loaded
+                    .peers
+                    .insert(connection, PeerSync { state, persisted });
+            }
+            if let Some(state) = self.connections.get_mut(&connection) {
+                state.open_documents.insert(document_id);
+            }
+        }
+        self.batch.touched_documents.insert(document_id);
+
+        let Some(loaded) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        let Some(peer) = loaded.peers.get_mut(&connection) else {
+            return;
+        };
+        let before = loaded.doc.get_heads();
+        if loaded
+            .doc
+            .receive_sync_message(&mut peer.state, sync_message)
+            .is_err()
+        {
+            // The document in memory may now hold part of the bad data: rebuild
+            // it from the store, which has only what earlier messages brought.
+            match self.load_from_store(&document_id) {
+                Ok((doc, stored_chunks)) => {
+                    if let Some(loaded) = self.documents.get_mut(&document_id) {
+                        loaded.doc = doc;
+                        loaded.stored_chunks = stored_chunks;
+                    }
+                }
+                Err(error) => self.storage_failed(connection, error),
+            }
+            self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
+            return;
+        }
+        let after = loaded.doc.get_heads();
+        let changed = after != before;
+        if changed {
+            let changes = loaded.doc.save_after(&before);
+            if let Err(error) = self.store.append_changes(&document_id, &changes) {
+                return self.storage_failed(connection, error);
+            }
+            self.counters.change_chunks_stored += 1;
+            loaded.stored_chunks += 1;
+            if loaded.stored_chunks >= self.config.compaction_threshold {
+                let snapshot = loaded.doc.save();
+                if let Err(error) = self.store.replace_with_snapshot(&document_id, &snapshot) {
+                    return self.storage_failed(connection, error);
+                }
+                self.counters.compactions += 1;
+                loaded.stored_chunks = 1;
+            }
+        }
+
+        let mut replies = Vec::new();
+        if let Some(reply) = loaded.doc.generate_sync_message(&mut peer.state) {
+            replies.push((connection, reply));
+        }
+        let storage_id = self.connections[&connection]
+            .joined
+            .as_ref()
+            .and_then(|j| j.storage_id.clone());
+        if let Some(storage_id) = storage_id {
+            let encoded = peer.state.encode();
+            if peer.persisted.as_ref() != Some(&encoded) {
+                if let Err(error) = self
+                    .store
+                    .save_sync_state(&document_id, &storage_id, &encoded)
+                {
+                    return self.storage_failed(connection, error);
+                }
+                peer.persisted = Some(encoded);
+            }
+        }
+        if changed {
+            for (&other, other_sync) in loaded.peers.iter_mut() {
+                if other == connection {
+                    continue;
+                }
+                if let Some(push) = loaded.doc.generate_sync_message(&mut other_sync.state) {
+                    replies.push((other, push));
+                }
+            }
+        }
+        for (target_connection, reply) in replies {
+            let Some(target) = self.joined_peer_id(target_connection) else {
+                continue;
+            };
+            let frame = Message::Sync(DocumentMessage {
+                sender_id: self.config.server_peer_id.clone(),
+                target_id: target,
+                document_id,
+                data: reply.encode(),
+            });
+            self.send(target_connection, &frame);
+        }
+    }
+
+    fn handle_ephemeral(&mut self, connection: ConnectionId, message: Ephemeral, now_ms: u64) {
+        if !self
+            .access
+            .may_access(connection, &message.sender_id, &message.document_id)
+        {
+            self.counters.access_denied += 1;
+            return;
+        }
+        let Some(state) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        if let Some(&(count, _)) = state.ephemeral_sessions.get(&message.session_id)
+            && message.count <= count
+        {
+            self.counters.ephemeral_duplicates += 1;
+            return;
+        }
+        if state.ephemeral_sessions.len() >= EPHEMERAL_SESSIONS_PER_CONNECTION {
+            state
+                .ephemeral_sessions
+                .retain(|_, (_, seen)| now_ms.saturating_sub(*seen) < EPHEMERAL_SESSION_TTL_MS);
+            if state.ephemeral_sessions.len() >= EPHEMERAL_SESSIONS_PER_CONNECTION {
+                let oldest = state
+                    .ephemeral_sessions
+                    .iter()
+                    .min_by_key(|(_, (_, seen))| *seen)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    state.ephemeral_sessions.remove(&oldest);
+                }
+            }
+        }
+        state
+            .ephemeral_sessions
+            .insert(message.session_id.clone(), (message.count, now_ms));
+
+        let Some(loaded) = self.documents.get(&message.document_id) else {
+            return;
+        };
+        let others: Vec<ConnectionId> = loaded
+            .peers
+            .keys()
+            .copied()
+            .filter(|&c| c != connection)
+            .collect();
+        for other in others {
+            let Some(target_id) = self.joined_peer_id(other) else {
+                continue;
+            };
+            if !self
+                .access
+                .may_access(other, &target_id, &message.document_id)
+            {
+                continue;
+            }
+            let relay = Message::Ephemeral(Ephemeral {
+                target_id,
+                ..message.clone()
+            });
+            self.send(other, &relay);
+            self.counters.ephemeral_relayed += 1;
+        }
+    }
+}

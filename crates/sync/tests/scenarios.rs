@@ -1,0 +1,943 @@
+//! Seeded scenarios over a simulated network: one hub on a [`MemoryStore`],
+//! N client engines, frames delivered in a random (seeded) interleaving that
+//! keeps each socket's order, random edits, disconnects and reconnects.
+//! No sockets, no sleeps; a failure prints its seed so it replays.
+
+use std::collections::{HashMap, VecDeque};
+
+use automerge::sync::SyncDoc;
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, Automerge, ChangeHash, ROOT, ReadDoc};
+use fieldnotes_sync::hub::ProtocolViolation;
+use fieldnotes_sync::protocol::{DocumentMessage, Join};
+use fieldnotes_sync::{
+    Client, ClientConfig, CloseReason, ConnectionId, DocumentId, Effect, Hub, HubConfig,
+    MemoryStore, Message, PeerId, PeerMetadata, StorageId,
+};
+
+/// SplitMix64: tiny, seedable, good enough to pick interleavings.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+fn doc_id(n: u8) -> DocumentId {
+    DocumentId::from_bytes([n; 16])
+}
+
+/// Builds the committed state of a document as a crash would leave it.
+fn committed_doc(store: &MemoryStore, id: &DocumentId) -> Automerge {
+    let mut doc = Automerge::new();
+    for chunk in store.committed_chunks(id) {
+        doc.load_incremental(&chunk).expect("stored chunks load");
+    }
+    doc
+}
+
+/// [`committed_doc`], kept up to date by loading only newly committed chunks
+/// (the check runs for every frame, and rebuilding each time is slow).
+#[derive(Default)]
+struct CommittedMirror {
+    documents: HashMap<DocumentId, (Vec<Vec<u8>>, Automerge)>,
+}
+
+impl CommittedMirror {
+    fn get(&mut self, store: &MemoryStore, id: &DocumentId) -> &Automerge {
+        let chunks = store.committed_chunks(id);
+        let entry = self
+            .documents
+            .entry(*id)
+            .or_insert_with(|| (Vec::new(), Automerge::new()));
+        if !chunks.starts_with(&entry.0) {
+            *entry = (Vec::new(), Automerge::new());
+        }
+        for chunk in &chunks[entry.0.len()..] {
+            entry.1.load_incremental(chunk).expect("stored chunks load");
+        }
+        entry.0 = chunks;
+        &entry.1
+    }
+}
+
+fn has_all(doc: &Automerge, heads: &[ChangeHash]) -> bool {
+    heads
+        .iter()
+        .all(|h| doc.get_change_meta_by_hash(h).is_some())
+}
+
+struct SimClient {
+    engine: Client,
+    docs: HashMap<DocumentId, AutoCommit>,
+    connection: Option<ConnectionId>,
+    to_server: VecDeque<Vec<u8>>,
+    to_client: VecDeque<Vec<u8>>,
+    bytes_received: usize,
+}
+
+impl SimClient {
+    fn pump(&mut self) {
+        while let Some(frame) = self.engine.poll_frame() {
+            if self.connection.is_some() {
+                self.to_server.push_back(frame);
+            }
+        }
+    }
+}
+
+struct Network {
+    hub: Hub<MemoryStore>,
+    store: MemoryStore,
+    clients: Vec<SimClient>,
+    next_connection: u64,
+    now_ms: u64,
+    seed: u64,
+    /// The heads of every sync frame the hub emitted.
+    acknowledged: Vec<(DocumentId, Vec<ChangeHash>)>,
+    mirror: CommittedMirror,
+}
+
+impl Network {
+    fn new(seed: u64, clients: usize, compaction_threshold: usize) -> Self {
+        let store = MemoryStore::new();
+        let mut config = HubConfig::new(PeerId::from("hub"), StorageId::from("hub-storage"));
+        config.compaction_threshold = compaction_threshold;
+        let hub = Hub::new(store.clone(), config);
+        let clients = (0..clients)
+            .map(|i| SimClient {
+                engine: Client::new(ClientConfig {
+                    peer_id: PeerId::new(format!("client-{i}")),
+                    storage_id: Some(StorageId::new(format!("storage-{i}"))),
+                    is_ephemeral: false,
+                    ephemeral_session_id: format!("session-{i}"),
+                }),
+                docs: HashMap::new(),
+                connection: None,
+                to_server: VecDeque::new(),
+                to_client: VecDeque::new(),
+                bytes_received: 0,
+            })
+            .collect();
+        Self {
+            hub,
+            store,
+            clients,
+            next_connection: 1,
+            now_ms: 0,
+            seed,
+            acknowledged: Vec::new(),
+            mirror: CommittedMirror::default(),
+        }
+    }
+
+    fn connect(&mut self, i: usize) {
+        let connection = ConnectionId(self.next_connection);
+        self.next_connection += 1;
+        self.hub.handle_connected(connection);
+        let client = &mut self.clients[i];
+        client.connection = Some(connection);
+        client.engine.handle_connected();
+        client.pump();
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        let client = &mut self.clients[i];
+        if let Some(connection) = client.connection.take() {
+            client.to_server.clear();
+            client.to_client.clear();
+            client.engine.handle_disconnected();
+            self.hub.handle_disconnected(connection);
+        }
+    }
+
+    fn open(&mut self, i: usize, id: DocumentId) {
+        let client = &mut self.clients[i];
+        let doc = client.docs.entry(id).or_default();
+        client.engine.sync_document(id, doc);
+        client.pump();
+    }
+
+    fn edit(&mut self, i: usize, id: DocumentId, key: &str, value: i64) {
+        let client = &mut self.clients[i];
+        let doc = client.docs.entry(id).or_default();
+        doc.put(ROOT, key, value).unwrap();
+        client.engine.sync_document(id, doc);
+        client.pump();
+    }
+
+    fn edit_text(&mut self, i: usize, id: DocumentId, key: &str, value: String) {
+        let client = &mut self.clients[i];
+        let doc = client.docs.entry(id).or_default();
+        doc.put(ROOT, key, value).unwrap();
+        client.engine.sync_document(id, doc);
+        client.pump();
+    }
+
+    /// Feeds a random prefix of each connected client's outgoing frames to the
+    /// hub, interleaved at random, as one batch; routes the effects.
+    fn server_batch(&mut self, rng: &mut Rng) {
+        let mut taken: Vec<(usize, VecDeque<Vec<u8>>)> = Vec::new();
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            if client.to_server.is_empty() {
+                continue;
+            }
+            let n = 1 + rng.below(client.to_server.len());
+            taken.push((i, client.to_server.drain(..n).collect()));
+        }
+        while !taken.is_empty() {
+            let pick = rng.below(taken.len());
+            let (i, queue) = &mut taken[pick];
+            let frame = queue.pop_front().unwrap();
+            let connection = self.clients[*i].connection.unwrap();
+            self.now_ms += 1;
+            self.hub.handle_frame(connection, &frame, self.now_ms);
+            if queue.is_empty() {
+                taken.swap_remove(pick);
+            }
+        }
+        let effects = self.hub.finish_batch();
+        self.route(effects);
+    }
+
+    fn route(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { connection, frame } => {
+                    if let Ok(Message::Sync(message)) = Message::decode(&frame) {
+                        // DURABILITY: every head the hub announces is committed.
+                        let heads = automerge::sync::Message::decode(&message.data)
+                            .unwrap()
+                            .heads;
+                        let stored = self.mirror.get(&self.store, &message.document_id);
+                        assert!(
+                            has_all(stored, &heads),
+                            "seed {}: hub announced heads before they were committed",
+                            self.seed
+                        );
+                        self.acknowledged.push((message.document_id, heads));
+                    }
+                    if let Some(client) = self
+                        .clients
+                        .iter_mut()
+                        .find(|c| c.connection == Some(connection))
+                    {
+                        client.to_client.push_back(frame);
+                    }
+                }
+                Effect::Close { connection, reason } => {
+                    panic!("seed {}: hub closed {connection:?}: {reason:?}", self.seed);
+                }
+            }
+        }
+    }
+
+    fn client_step(&mut self, i: usize) {
+        let client = &mut self.clients[i];
+        if let Some(frame) = client.to_client.pop_front() {
+            client.bytes_received += frame.len();
+            client
+                .engine
+                .handle_frame(&frame, &mut client.docs)
+                .unwrap();
+            client.pump();
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.clients
+            .iter()
+            .any(|c| !c.to_server.is_empty() || !c.to_client.is_empty())
+    }
+
+    /// Delivers everything until no frame is in flight.
+    fn settle(&mut self, rng: &mut Rng) {
+        for _ in 0..10_000 {
+            if !self.busy() {
+                return;
+            }
+            if rng.chance(50) {
+                self.server_batch(rng);
+            } else {
+                let i = rng.below(self.clients.len());
+                self.client_step(i);
+            }
+        }
+        panic!("seed {}: network did not settle", self.seed);
+    }
+}
+
+fn run_random_scenario(seed: u64) {
+    let mut rng = Rng(seed);
+    let client_count = 2 + rng.below(3);
+    let docs: Vec<DocumentId> = (1..=3).map(doc_id).collect();
+    let mut net = Network::new(seed, client_count, 8);
+    for i in 0..client_count {
+        net.connect(i);
+    }
+    let mut counter = 0i64;
+    for _ in 0..400 {
+        let i = rng.below(client_count);
+        match rng.below(100) {
+            0..=24 => {
+                counter += 1;
+                let doc = docs[rng.below(docs.len())];
+                net.edit(i, doc, &format!("k{}", rng.below(5)), counter);
+            }
+            25..=29 => {
+                let doc = docs[rng.below(docs.len())];
+                net.open(i, doc);
+            }
+            30..=33 => net.disconnect(i),
+            34..=37 => {
+                if net.clients[i].connection.is_none() {
+                    net.connect(i);
+                }
+            }
+            38..=69 => net.server_batch(&mut rng),
+            _ => net.client_step(i),
+        }
+    }
+    // Heal: everyone connected, every document opened everywhere, then drain.
+    for i in 0..client_count {
+        if net.clients[i].connection.is_none() {
+            net.connect(i);
+        }
+    }
+    net.settle(&mut rng);
+    for i in 0..client_count {
+        for &doc in &docs {
+            net.open(i, doc);
+        }
+    }
+    net.settle(&mut rng);
+
+    for &doc in &docs {
+        let stored = committed_doc(&net.store, &doc);
+        let stored_heads = stored.get_heads();
+        for (i, client) in net.clients.iter_mut().enumerate() {
+            let local = client.docs.get_mut(&doc).unwrap();
+            assert_eq!(
+                local.get_heads(),
+                stored_heads,
+                "seed {seed}: client {i} did not converge on {doc}"
+            );
+            assert_eq!(
+                client.engine.pending_change_count(&doc, local),
+                0,
+                "seed {seed}: client {i} still has pending changes"
+            );
+        }
+        // Every change any client made is in the store: same heads means same history.
+        if let Some(first) = net.clients[0].docs.get_mut(&doc) {
+            let keys: Vec<String> = first.keys(ROOT).collect();
+            let stored_keys: Vec<String> = stored.keys(ROOT).collect();
+            assert_eq!(keys, stored_keys, "seed {seed}");
+        }
+    }
+    for client in &mut net.clients {
+        assert!(client.engine.all_synced(&mut client.docs), "seed {seed}");
+    }
+    // Everything acknowledged along the way is in the final store.
+    for (doc, heads) in &net.acknowledged {
+        assert!(
+            has_all(&committed_doc(&net.store, doc), heads),
+            "seed {seed}"
+        );
+    }
+    // Only connected clients' documents stay loaded.
+    assert!(net.hub.loaded_document_count() <= docs.len());
+}
+
+#[test]
+fn random_scenarios_converge_and_every_acknowledged_change_is_stored() {
+    for seed in 0..12 {
+        run_random_scenario(seed);
+    }
+}
+
+#[test]
+fn replies_are_held_until_the_batch_commits_and_dropped_if_it_fails() {
+    let store = MemoryStore::new();
+    let mut hub = Hub::new(
+        store.clone(),
+        HubConfig::new(PeerId::from("hub"), StorageId::from("s")),
+    );
+    let mut client = Client::new(ClientConfig {
+        peer_id: PeerId::from("a"),
+        storage_id: None,
+        is_ephemeral: false,
+        ephemeral_session_id: "x".into(),
+    });
+    let id = doc_id(7);
+    let mut docs: HashMap<DocumentId, AutoCommit> = HashMap::new();
+    docs.insert(id, AutoCommit::new());
+    client.open_document(id, None).unwrap();
+    let connection = ConnectionId(1);
+    hub.handle_connected(connection);
+    client.handle_connected();
+
+    // join / peer
+    while let Some(frame) = client.poll_frame() {
+        hub.handle_frame(connection, &frame, 0);
+    }
+    for effect in hub.finish_batch() {
+        if let Effect::Send { frame, .. } = effect {
+            client.handle_frame(&frame, &mut docs).unwrap();
+        }
+    }
+    docs.get_mut(&id)
+        .unwrap()
+        .put(ROOT, "note", "call back Tuesday")
+        .unwrap();
+    client.sync_document(id, docs.get_mut(&id).unwrap());
+    // Rounds of the sync protocol until the change itself reaches the hub
+    // (the first round only compares heads). Then nothing may leave before commit.
+    for _ in 0..4 {
+        while let Some(frame) = client.poll_frame() {
+            hub.handle_frame(connection, &frame, 0);
+        }
+        if store.has_uncommitted_writes() {
+            break;
+        }
+        for effect in hub.finish_batch() {
+            if let Effect::Send { frame, .. } = effect {
+                client.handle_frame(&frame, &mut docs).unwrap();
+            }
+        }
+    }
+    assert!(
+        store.has_uncommitted_writes(),
+        "the change is written in the open batch"
+    );
+    assert!(
+        store.committed_chunks(&id).is_empty(),
+        "nothing committed before finish_batch"
+    );
+    // Fail the commit: no sync reply escapes, the connection is closed.
+    store.fail_next_commit();
+    let effects = hub.finish_batch();
+    assert_eq!(
+        effects,
+        vec![Effect::Close {
+            connection,
+            reason: CloseReason::StorageFailure
+        }]
+    );
+    assert!(store.committed_chunks(&id).is_empty());
+    assert!(
+        !hub.is_loaded(&id),
+        "memory may hold unstored changes: unloaded"
+    );
+    assert_eq!(
+        client.pending_change_count(&id, docs.get_mut(&id).unwrap()),
+        1
+    );
+
+    // Reconnect; this time the commit succeeds and the ack follows it.
+    client.handle_disconnected();
+    let connection2 = ConnectionId(2);
+    hub.handle_connected(connection2);
+    client.handle_connected();
+    for _ in 0..5 {
+        while let Some(frame) = client.poll_frame() {
+            hub.handle_frame(connection2, &frame, 0);
+        }
+        let effects = hub.finish_batch();
+        for effect in &effects {
+            if let Effect::Send { frame, .. } = effect {
+                if let Ok(Message::Sync(message)) = Message::decode(frame) {
+                    let heads = automerge::sync::Message::decode(&message.data)
+                        .unwrap()
+                        .heads;
+                    assert!(
+                        has_all(&committed_doc(&store, &id), &heads),
+                        "ack before commit"
+                    );
+                }
+                client.handle_frame(frame, &mut docs).unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        client.pending_change_count(&id, docs.get_mut(&id).unwrap()),
+        0
+    );
+    let stored = committed_doc(&store, &id);
+    assert_eq!(
+        stored.get(ROOT, "note").unwrap().unwrap().0.as_str(),
+        Some("call back Tuesday")
+    );
+}
+
+#[test]
+fn documents_without_connected_peers_are_unloaded() {
+    let mut rng = Rng(99);
+    let mut net = Network::new(99, 2, 64);
+    net.connect(0);
+    net.connect(1);
+    for n in 0..20u8 {
+        net.edit(0, doc_id(n), "k", 1);
+    }
+    net.settle(&mut rng);
+    net.open(1, doc_id(0));
+    net.settle(&mut rng);
+    assert_eq!(net.hub.loaded_document_count(), 20);
+    net.disconnect(0);
+    // Only the document client 1 has open stays in memory.
+    assert_eq!(net.hub.loaded_document_count(), 1);
+    assert!(net.hub.is_loaded(&doc_id(0)));
+    net.disconnect(1);
+    assert_eq!(net.hub.loaded_document_count(), 0);
+    assert_eq!(net.hub.connection_count(), 0);
+    // Unloaded is not lost: a new client gets the data back from the store.
+    net.connect(1);
+    net.clients[1].docs.clear();
+    net.open(1, doc_id(7));
+    net.settle(&mut rng);
+    let doc = net.clients[1].docs.get_mut(&doc_id(7)).unwrap();
+    assert_eq!(doc.get(ROOT, "k").unwrap().unwrap().0.as_i64(), Some(1));
+}
+
+#[test]
+fn reconnect_after_a_long_absence_is_incremental() {
+    let mut rng = Rng(5);
+    let mut net = Network::new(5, 2, 64);
+    let id = doc_id(1);
+    net.connect(0);
+    net.connect(1);
+    // A document with some history, synced to both clients.
+    for n in 0..150 {
+        // Order numbers make the notes about as incompressible as real ones.
+        let note = format!(
+            "visit {n}: buyer ordered {:x} and {:x}, ref {:x}",
+            rng.next(),
+            rng.next(),
+            rng.next()
+        );
+        net.edit_text(0, id, &format!("field{}", n % 40), note);
+        if n % 50 == 0 {
+            net.settle(&mut rng);
+        }
+    }
+    net.open(1, id);
+    net.settle(&mut rng);
+    let full_sync_bytes = {
+        // What a client with nothing receives for this document.
+        let mut fresh = Network::new(6, 1, 64);
+        fresh.store = net.store.clone();
+        fresh.hub = Hub::new(
+            net.store.clone(),
+            HubConfig::new(PeerId::from("hub"), StorageId::from("hub-storage")),
+        );
+        fresh.connect(0);
+        fresh.open(0, id);
+        fresh.settle(&mut Rng(6));
+        fresh.clients[0].bytes_received
+    };
+    // Client 1 goes away "for days", keeping its document and sync state.
+    let saved_state = net.clients[1].engine.encoded_sync_state(&id).unwrap();
+    net.disconnect(1);
+    net.edit(0, id, "field1", -1);
+    net.settle(&mut rng);
+    // A fresh engine (new page load) with the saved document and state.
+    let docs = std::mem::take(&mut net.clients[1].docs);
+    net.clients[1].engine = Client::new(ClientConfig {
+        peer_id: PeerId::from("client-1-reloaded"),
+        storage_id: Some(StorageId::from("storage-1")),
+        is_ephemeral: false,
+        ephemeral_session_id: "s2".into(),
+    });
+    net.clients[1]
+        .engine
+        .open_document(id, Some(&saved_state))
+        .unwrap();
+    net.clients[1].docs = docs;
+    net.clients[1].bytes_received = 0;
+    net.connect(1);
+    net.open(1, id);
+    net.settle(&mut rng);
+    let reconnect_bytes = net.clients[1].bytes_received;
+    let doc = net.clients[1].docs.get_mut(&id).unwrap();
+    assert_eq!(
+        doc.get(ROOT, "field1").unwrap().unwrap().0.as_i64(),
+        Some(-1)
+    );
+    eprintln!("full sync {full_sync_bytes} bytes, incremental reconnect {reconnect_bytes} bytes");
+    assert!(
+        reconnect_bytes * 5 < full_sync_bytes,
+        "reconnect took {reconnect_bytes} bytes, a full sync {full_sync_bytes}"
+    );
+}
+
+#[test]
+fn compaction_replaces_chunks_with_one_snapshot() {
+    let mut rng = Rng(11);
+    let mut net = Network::new(11, 1, 8);
+    let id = doc_id(3);
+    net.connect(0);
+    for n in 0..30 {
+        net.edit(0, id, "k", n);
+        net.settle(&mut rng);
+    }
+    let chunks = net.store.committed_chunks(&id);
+    assert!(
+        chunks.len() < 8,
+        "compaction kept the chunk count bounded, got {}",
+        chunks.len()
+    );
+    assert!(net.hub.counters().compactions >= 3);
+    let stored = committed_doc(&net.store, &id);
+    assert_eq!(stored.get(ROOT, "k").unwrap().unwrap().0.as_i64(), Some(29));
+}
+
+// --- protocol behaviour of the hub, frame by frame -------------------------
+
+fn sends(effects: &[Effect], connection: ConnectionId) -> Vec<Message> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Send {
+                connection: c,
+                frame,
+            } if *c == connection => Some(Message::decode(frame).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join_frame(peer: &str, versions: &[&str]) -> Vec<u8> {
+    Message::Join(Join {
+        sender_id: PeerId::from(peer),
+        peer_metadata: PeerMetadata {
+            storage_id: None,
+            is_ephemeral: true,
+        },
+        supported_protocol_versions: versions.iter().map(|v| v.to_string()).collect(),
+    })
+    .encode()
+}
+
+fn new_hub() -> (Hub<MemoryStore>, MemoryStore) {
+    let store = MemoryStore::new();
+    (
+        Hub::new(
+            store.clone(),
+            HubConfig::new(PeerId::from("hub"), StorageId::from("hub-storage")),
+        ),
+        store,
+    )
+}
+
+fn empty_sync_data() -> Vec<u8> {
+    let doc = Automerge::new();
+    doc.generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap()
+        .encode()
+}
+
+#[test]
+fn bad_input_gets_an_error_and_a_close_and_leaves_others_alone() {
+    let (mut hub, store) = new_hub();
+    let good = ConnectionId(1);
+    hub.handle_connected(good);
+    hub.handle_frame(good, &join_frame("good", &["1"]), 0);
+    let effects = hub.finish_batch();
+    assert!(matches!(
+        sends(&effects, good).as_slice(),
+        [Message::Peer(_)]
+    ));
+
+    let id = doc_id(1);
+    let cases: Vec<(Vec<u8>, bool, &str)> = vec![
+        (
+            vec![0xff, 0x00, 0x13],
+            false,
+            "invalid message: frame is not a cbor map",
+        ),
+        (
+            vec![0xa1, 0x64, b't', b'y', b'p', b'e', 0x63, b'b', b'a', b'd'],
+            false,
+            "invalid message: unknown message type \"bad\"",
+        ),
+        (
+            join_frame("v2", &["2"]),
+            false,
+            "unsupported protocol version",
+        ),
+        (
+            Message::Sync(DocumentMessage {
+                sender_id: PeerId::from("x"),
+                target_id: PeerId::from("hub"),
+                document_id: id,
+                data: empty_sync_data(),
+            })
+            .encode(),
+            false,
+            "message before join",
+        ),
+        (
+            Message::Sync(DocumentMessage {
+                sender_id: PeerId::from("bad"),
+                target_id: PeerId::from("hub"),
+                document_id: id,
+                data: vec![1, 2, 3],
+            })
+            .encode(),
+            true,
+            "invalid automerge sync message",
+        ),
+        (
+            // A well-formed sync message whose change bytes are garbage.
+            {
+                let mut message = automerge::sync::Message::decode(&empty_sync_data()).unwrap();
+                message.changes = vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5]].into();
+                Message::Sync(DocumentMessage {
+                    sender_id: PeerId::from("bad"),
+                    target_id: PeerId::from("hub"),
+                    document_id: id,
+                    data: message.encode(),
+                })
+                .encode()
+            },
+            true,
+            "invalid automerge data",
+        ),
+    ];
+    for (n, (frame, join_first, expected)) in cases.into_iter().enumerate() {
+        let bad = ConnectionId(100 + n as u64);
+        hub.handle_connected(bad);
+        if join_first {
+            hub.handle_frame(bad, &join_frame("bad", &["1"]), 0);
+        }
+        hub.handle_frame(bad, &frame, 0);
+        let effects = hub.finish_batch();
+        let messages = sends(&effects, bad);
+        let Some(Message::Error(error)) = messages.last() else {
+            panic!("case {n}: no error in {messages:?}")
+        };
+        assert_eq!(error.message, expected, "case {n}");
+        assert!(
+            matches!(effects.last(), Some(Effect::Close { connection, reason: CloseReason::Protocol(_) }) if *connection == bad),
+            "case {n}: {effects:?}"
+        );
+        assert!(
+            sends(&effects, good).is_empty(),
+            "case {n}: the good connection saw nothing"
+        );
+        assert!(
+            store.committed_chunks(&id).is_empty(),
+            "case {n}: nothing stored"
+        );
+        // Later frames from the closed connection are ignored.
+        hub.handle_frame(bad, &join_frame("bad", &["1"]), 0);
+        assert!(hub.finish_batch().is_empty());
+    }
+    assert_eq!(hub.connection_count(), 1);
+
+    // The size limit.
+    let mut config = HubConfig::new(PeerId::from("hub"), StorageId::from("s"));
+    config.max_frame_bytes = 64;
+    let mut small = Hub::new(MemoryStore::new(), config);
+    small.handle_connected(ConnectionId(1));
+    small.handle_frame(ConnectionId(1), &[0u8; 65], 0);
+    let effects = small.finish_batch();
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::Close {
+            connection: ConnectionId(1),
+            reason: CloseReason::Protocol(ProtocolViolation::FrameTooLarge {
+                size: 65,
+                limit: 64
+            })
+        })
+    );
+}
+
+#[test]
+fn handshake_unknown_documents_replaced_sockets_and_foreign_senders() {
+    let (mut hub, _store) = new_hub();
+    let first = ConnectionId(1);
+    hub.handle_connected(first);
+    hub.handle_frame(first, &join_frame("alice", &["1"]), 0);
+    let effects = hub.finish_batch();
+    let messages = sends(&effects, first);
+    let [Message::Peer(peer)] = messages.as_slice() else {
+        panic!()
+    };
+    assert_eq!(peer.target_id, PeerId::from("alice"));
+    assert_eq!(peer.selected_protocol_version, "1");
+    assert_eq!(
+        peer.peer_metadata,
+        PeerMetadata {
+            storage_id: Some(StorageId::from("hub-storage")),
+            is_ephemeral: false
+        }
+    );
+
+    // request for an unknown document: doc-unavailable, nothing loaded.
+    let id = doc_id(42);
+    let request = Message::Request(DocumentMessage {
+        sender_id: PeerId::from("alice"),
+        target_id: PeerId::from("hub"),
+        document_id: id,
+        data: empty_sync_data(),
+    });
+    hub.handle_frame(first, &request.encode(), 0);
+    let effects = hub.finish_batch();
+    assert!(
+        matches!(sends(&effects, first).as_slice(), [Message::DocUnavailable(u)] if u.document_id == id)
+    );
+    assert!(!hub.is_loaded(&id));
+
+    // A message claiming another sender is dropped without a word.
+    let forged = Message::Request(DocumentMessage {
+        sender_id: PeerId::from("mallory"),
+        target_id: PeerId::from("hub"),
+        document_id: id,
+        data: empty_sync_data(),
+    });
+    hub.handle_frame(first, &forged.encode(), 0);
+    assert!(hub.finish_batch().is_empty());
+    assert_eq!(hub.counters().foreign_sender_dropped, 1);
+
+    // A second socket joining as alice replaces the first.
+    let second = ConnectionId(2);
+    hub.handle_connected(second);
+    hub.handle_frame(second, &join_frame("alice", &["1"]), 0);
+    let effects = hub.finish_batch();
+    assert_eq!(
+        effects[0],
+        Effect::Close {
+            connection: first,
+            reason: CloseReason::Replaced
+        }
+    );
+    assert!(matches!(
+        sends(&effects, second).as_slice(),
+        [Message::Peer(_)]
+    ));
+    hub.handle_disconnected(first); // the shell reports the close later: harmless
+    assert_eq!(hub.connection_count(), 1);
+
+    // A join without supportedProtocolVersions is version 1.
+    let third = ConnectionId(3);
+    hub.handle_connected(third);
+    let raw2 = [
+        0xb9, 0x00, 0x03, 0x64, b't', b'y', b'p', b'e', 0x64, b'j', b'o', b'i', b'n', 0x68, b's',
+        b'e', b'n', b'd', b'e', b'r', b'I', b'd', 0x65, b'r', b'a', b'w', b'-', b'2', 0x6c, b'p',
+        b'e', b'e', b'r', b'M', b'e', b't', b'a', b'd', b'a', b't', b'a', 0xb9, 0x00, 0x00,
+    ];
+    hub.handle_frame(third, &raw2, 0);
+    assert!(matches!(
+        sends(&hub.finish_batch(), third).as_slice(),
+        [Message::Peer(_)]
+    ));
+}
+
+#[test]
+fn access_policy_denies_with_doc_unavailable_and_drops_ephemeral() {
+    let store = MemoryStore::new();
+    let secret = doc_id(9);
+    let mut hub = Hub::new(
+        store.clone(),
+        HubConfig::new(PeerId::from("hub"), StorageId::from("s")),
+    )
+    .with_access_policy(move |_c: ConnectionId, peer: &PeerId, doc: &DocumentId| {
+        peer.as_str() == "owner" || *doc != secret
+    });
+    let (owner, guest) = (ConnectionId(1), ConnectionId(2));
+    for (c, name) in [(owner, "owner"), (guest, "guest")] {
+        hub.handle_connected(c);
+        hub.handle_frame(c, &join_frame(name, &["1"]), 0);
+    }
+    hub.finish_batch();
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "deal", "confidential").unwrap();
+    let data = doc
+        .sync()
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap()
+        .encode();
+    let sync_from = |name: &str| {
+        Message::Sync(DocumentMessage {
+            sender_id: PeerId::from(name),
+            target_id: PeerId::from("hub"),
+            document_id: secret,
+            data: data.clone(),
+        })
+        .encode()
+    };
+    hub.handle_frame(owner, &sync_from("owner"), 0);
+    hub.handle_frame(guest, &sync_from("guest"), 0);
+    let effects = hub.finish_batch();
+    assert!(matches!(
+        sends(&effects, guest).as_slice(),
+        [Message::DocUnavailable(_)]
+    ));
+    assert!(matches!(
+        sends(&effects, owner).as_slice(),
+        [Message::Sync(_)]
+    ));
+    let ephemeral = Message::Ephemeral(fieldnotes_sync::protocol::Ephemeral {
+        sender_id: PeerId::from("guest"),
+        target_id: PeerId::from("hub"),
+        document_id: secret,
+        session_id: "s".into(),
+        count: 1,
+        data: vec![1],
+    });
+    hub.handle_frame(guest, &ephemeral.encode(), 0);
+    assert!(hub.finish_batch().is_empty());
+    assert_eq!(hub.counters().access_denied, 2);
+}
+
+#[test]
+fn ephemeral_messages_are_relayed_once_to_the_other_peers() {
+    let mut rng = Rng(3);
+    let mut net = Network::new(3, 3, 64);
+    let id = doc_id(1);
+    for i in 0..3 {
+        net.connect(i);
+    }
+    net.edit(0, id, "k", 1);
+    net.settle(&mut rng);
+    net.open(1, id);
+    net.settle(&mut rng);
+    // Client 2 never opens the document and must not hear about it.
+    net.clients[0].engine.send_ephemeral(id, b"cursor".to_vec());
+    net.clients[0].pump();
+    let repeat = net.clients[0].to_server.back().unwrap().clone();
+    net.clients[0].to_server.push_back(repeat);
+    net.server_batch(&mut rng);
+    while !net.clients[0].to_server.is_empty() {
+        net.server_batch(&mut rng);
+    }
+    assert_eq!(net.hub.counters().ephemeral_relayed, 1);
+    assert_eq!(net.hub.counters().ephemeral_duplicates, 1);
+    let frame = net.clients[1].to_client.pop_front().unwrap();
+    let client = &mut net.clients[1];
+    let events = client
+        .engine
+        .handle_frame(&frame, &mut client.docs)
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![fieldnotes_sync::ClientEvent::Ephemeral {
+            document_id: id,
+            sender_id: PeerId::from("client-0"),
+            data: b"cursor".to_vec()
+        }]
+    );
+    assert!(net.clients[2].to_client.is_empty());
+}

@@ -12,10 +12,10 @@ pub fn status_bar() -> Html {
     let app = use_app();
     let state = &app.state;
     let phase_class = match state.sync.phase {
-        SyncPhase::Offline => "offline",
-        SyncPhase::Connecting | SyncPhase::Syncing => "syncing",
-        SyncPhase::Synced => "synced",
-        SyncPhase::Retrying { .. } => "error",
+        SyncPhase::Offline => "phase-offline",
+        SyncPhase::Connecting | SyncPhase::Syncing => "phase-syncing",
+        SyncPhase::Synced => "phase-synced",
+        SyncPhase::Retrying { .. } => "phase-error",
     };
     let sync_now = {
         let services = app.services.clone();
@@ -42,7 +42,7 @@ pub fn status_bar() -> Html {
         <header class={classes!("status", phase_class)} role="status" aria-live="polite">
             <div class="status-lines">
                 <span class="sync-line" data-testid="sync-status">{ state.sync_line(now_millis()) }</span>
-                <span class={classes!("save-line", save_error.then_some("error"))} data-testid="save-status">
+                <span class={classes!("save-line", save_error.then_some("save-failed"))} data-testid="save-status">
                     { state.save_line() }
                 </span>
                 if let Some(usage) = usage { <span class="usage">{ usage }</span> }

@@ -1,0 +1,178 @@
+//! Harness: find (building if needed) and spawn the real server binary, wait for its
+//! `listening on http://127.0.0.1:PORT` line, and kill it on drop.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The server binary: `$FIELDNOTES_BIN` if set (must exist), else `target/debug/fieldnotes`, built
+/// first with `cargo build -p fieldnotes-server` (a no-op when up to date) so a test never runs a
+/// stale binary. Panics loudly if it cannot be had: these tests never pass by skipping.
+pub fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("FIELDNOTES_BIN") {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "FIELDNOTES_BIN={} does not exist", p.display());
+            return p;
+        }
+        let root = workspace_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut child = Command::new(&cargo)
+            .args(["build", "-p", "fieldnotes-server", "--bin", "fieldnotes"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{cargo} build -p fieldnotes-server`: {e}"));
+        // the shared target dir may be locked by other builds: generous but bounded
+        let deadline = Instant::now() + Duration::from_secs(20 * 60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for cargo build") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("`cargo build -p fieldnotes-server` did not finish within 20 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(status.success(), "`cargo build -p fieldnotes-server` failed ({status}); the e2e tests need the server binary");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("fieldnotes");
+        assert!(bin.is_file(), "server binary missing at {} after a successful build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running server process. Killed (SIGKILL) and reaped on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log: tempfile::NamedTempFile,
+}
+
+impl Server {
+    /// Start the server on an ephemeral 127.0.0.1 port with the given data dir.
+    pub fn start(data_dir: &Path) -> Server {
+        let bin = server_bin();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut first = String::new();
+            let r = reader.read_line(&mut first).map(|_| first);
+            let _ = tx.send(r);
+            // keep draining so the server never blocks on a full pipe
+            let mut sink = [0u8; 4096];
+            while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => panic!("reading the server's stdout failed: {e}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not print its listening line within 30 s; stderr:\n{}", read_tail(log.path()));
+            }
+        };
+        let port = line
+            .trim_end()
+            .strip_prefix("listening on http://127.0.0.1:")
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "expected exactly `listening on http://127.0.0.1:PORT` as the first stdout line, got {line:?}; stderr:\n{}",
+                    read_tail(log.path())
+                )
+            });
+        Server { child, port, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/sync", self.port)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The tail of the server's stderr (its log), for failure messages.
+    pub fn stderr_tail(&self) -> String {
+        read_tail(self.log.path())
+    }
+
+    /// True while the process is running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn read_tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let start = s.len().saturating_sub(6000);
+    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    s[start..].to_string()
+}
+
+/// Minimal HTTP/1.1 GET over a plain TCP socket (only 127.0.0.1): (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}

@@ -265,8 +265,10 @@ where
     D: ReadDoc + autosurgeon::ReadDoc,
 {
     check_header(doc, KIND)?;
-    let mut account: Account =
-        autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid { kind: KIND, source })?;
+    let mut account: Account = autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid {
+        kind: KIND,
+        source: Box::new(source),
+    })?;
     account.archived = any_true(doc, &ROOT, "archived")?;
     Ok(account)
 }

@@ -93,7 +93,7 @@ pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
             },
         ));
     }
-    rows.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    rows.sort_by_key(|row| (row.0, row.1, row.2));
     rows.into_iter().map(|row| row.3).collect()
 }
 

@@ -58,7 +58,10 @@ where
 {
     check_header(doc, KIND)?;
     let mut directory: Directory =
-        autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid { kind: KIND, source })?;
+        autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid {
+            kind: KIND,
+            source: Box::new(source),
+        })?;
     if let Some(accounts) = get_map_read(doc)? {
         for (id, summary) in directory.accounts.iter_mut() {
             if let Some(entry) = ReadDoc::get(doc, &accounts, id.as_str())?.map(|(_, obj)| obj) {

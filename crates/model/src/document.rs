@@ -50,7 +50,7 @@ pub(crate) fn new_doc(editor: &Editor) -> AutoCommit {
 
 pub(crate) fn load_doc(bytes: &[u8], editor: &Editor) -> Result<AutoCommit, ModelError> {
     let doc = AutoCommit::load_with_options(bytes, LoadOptions::new().text_encoding(TEXT_ENCODING))
-        .map_err(ModelError::Load)?;
+        .map_err(|e| ModelError::Load(Box::new(e)))?;
     Ok(doc.with_actor(editor.actor.clone()))
 }
 

@@ -7,12 +7,12 @@ use crate::ids::{AccountId, ContactId, FollowUpId, GoalId};
 pub enum ModelError {
     /// The bytes are not an automerge document at all (or are damaged).
     #[error("the document bytes could not be loaded: {0}")]
-    Load(#[source] automerge::AutomergeError),
+    Load(#[source] Box<automerge::AutomergeError>),
     /// The document has no `schema` number, so it was not written by Fieldnotes.
     #[error("not a fieldnotes document: it has no schema version")]
     MissingSchema,
     /// The document is a Fieldnotes document of another kind.
-    #[error("expected a {expected} document but found a {found} document")]
+    #[error("expected a document of kind {expected:?} but found kind {found:?}")]
     WrongKind {
         expected: &'static str,
         found: String,
@@ -23,7 +23,7 @@ pub enum ModelError {
     Invalid {
         kind: &'static str,
         #[source]
-        source: autosurgeon::HydrateError,
+        source: Box<autosurgeon::HydrateError>,
     },
     /// A driver strength outside 1 to 5.
     #[error("strength {0} is out of range: use 1 (minor) to 5 (decisive)")]
@@ -53,8 +53,21 @@ pub enum ModelError {
     UserIdTooLong { length: usize },
     /// An automerge operation failed (a bug in this crate or a damaged document).
     #[error("the document could not be edited: {0}")]
-    Edit(#[from] automerge::AutomergeError),
+    Edit(#[source] Box<automerge::AutomergeError>),
     /// Writing a typed value into the document failed.
     #[error("the document could not be updated: {0}")]
-    Reconcile(#[from] autosurgeon::ReconcileError),
+    Reconcile(#[source] Box<autosurgeon::ReconcileError>),
+}
+
+// Errors are boxed so `Result<_, ModelError>` stays small on the happy path.
+impl From<automerge::AutomergeError> for ModelError {
+    fn from(error: automerge::AutomergeError) -> Self {
+        ModelError::Edit(Box::new(error))
+    }
+}
+
+impl From<autosurgeon::ReconcileError> for ModelError {
+    fn from(error: autosurgeon::ReconcileError) -> Self {
+        ModelError::Reconcile(Box::new(error))
+    }
 }

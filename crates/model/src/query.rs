@@ -161,7 +161,7 @@ pub fn accounts_per_driver(accounts: &[Account]) -> Vec<DriverCount> {
         accounts,
     }));
     // A stable sort keeps the usual order, then custom keys A–Z, among equal counts.
-    result.sort_by(|a, b| b.accounts.cmp(&a.accounts));
+    result.sort_by_key(|count| std::cmp::Reverse(count.accounts));
     result
 }
 

@@ -1,0 +1,231 @@
+//! The Fieldnotes sync server: the automerge-repo protocol "1" over a
+//! WebSocket at `/sync`, documents in SQLite, the web app as static files.
+//!
+//! - [`app`] builds the router (tests call it without a socket);
+//! - [`run`] serves it on a listener until a shutdown future completes;
+//! - [`serve`] is what `fieldnotes serve` does.
+//!
+//! **Boundary:** all sync logic lives in `fieldnotes-sync`'s hub; this crate
+//! only moves frames between sockets and the hub thread and owns SQLite.
+
+pub mod cli;
+pub mod error;
+pub mod hub_thread;
+pub mod metrics;
+pub mod routes;
+pub mod storage;
+
+use std::future::Future;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use axum::Router;
+use fieldnotes_sync::{HubConfig, PeerId};
+use tokio::net::TcpListener;
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::hub_thread::HubHandle;
+use crate::metrics::Metrics;
+use crate::storage::SqliteStore;
+
+/// The database file inside `--data-dir`.
+pub const DATABASE_FILE: &str = "fieldnotes.sqlite3";
+/// The server's peer id on the wire. Clients key sync state on the storage
+/// id, which is persisted, so a fixed peer id is enough.
+pub const SERVER_PEER_ID: &str = "fieldnotes-server";
+
+/// What the server needs to start, independent of the command line.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `None` keeps the database in memory (tests).
+    pub data_dir: Option<PathBuf>,
+    pub web_dir: Option<PathBuf>,
+    pub max_frame_bytes: usize,
+}
+
+impl ServerOptions {
+    pub fn in_memory() -> Self {
+        Self {
+            data_dir: None,
+            web_dir: None,
+            max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+struct Inner {
+    hub: HubHandle,
+    metrics: Arc<Metrics>,
+    next_connection: AtomicU64,
+    web_dir: Option<PathBuf>,
+    max_frame_bytes: usize,
+}
+
+/// Shared by every route. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// A random version-4 UUID, the form automerge-repo uses for storage ids.
+fn random_uuid() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+impl AppState {
+    /// Opens the database and starts the hub thread.
+    pub fn open(options: &ServerOptions) -> anyhow::Result<Self> {
+        let mut store = match &options.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the data directory {}", dir.display())
+                })?;
+                let path = dir.join(DATABASE_FILE);
+                SqliteStore::open(&path)
+                    .with_context(|| format!("cannot open the database {}", path.display()))?
+            }
+            None => SqliteStore::open_in_memory()?,
+        };
+        let fresh = random_uuid()?;
+        let storage_id = store.server_storage_id(|| fresh)?;
+        tracing::info!(storage_id = %storage_id, "storage ready");
+        let mut config = HubConfig::new(PeerId::from(SERVER_PEER_ID), storage_id);
+        config.max_frame_bytes = options.max_frame_bytes;
+        let metrics = Arc::new(Metrics::default());
+        let hub = HubHandle::spawn(store, config, metrics.clone())
+            .context("cannot start the hub thread")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                hub,
+                metrics,
+                next_connection: AtomicU64::new(1),
+                web_dir: options.web_dir.clone(),
+                max_frame_bytes: options.max_frame_bytes,
+            }),
+        })
+    }
+
+    pub fn hub(&self) -> &HubHandle {
+        &self.inner.hub
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+    pub fn max_frame_bytes(&self) -> usize {
+        self.inner.max_frame_bytes
+    }
+    fn next_connection_id(&self) -> u64 {
+        self.inner.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let web_dir = state.inner.web_dir.clone().filter(|dir| dir.is_dir());
+    let router = Router::new()
+        .merge(routes::sync::router())
+        .merge(routes::health::router())
+        .merge(routes::metrics::router())
+        .with_state(state);
+    match web_dir {
+        Some(dir) => router.fallback_service(routes::web::router(&dir)),
+        None => router.fallback(|| async { error::AppError::NotFound }),
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting, commits what the
+/// hub has pending, closes every socket and waits for the hub thread.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hub_state = state.clone();
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing writes and closing sockets");
+            hub_state.hub().shutdown().await;
+        })
+        .await
+        .context("server failed")?;
+    state.hub().shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// `fieldnotes serve`: prints exactly one line, `listening on http://ADDR`,
+/// to stdout once bound; everything else goes to stderr.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    let options = ServerOptions {
+        data_dir: Some(args.data_dir.clone()),
+        web_dir: Some(args.web_dir.clone()),
+        max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
+    };
+    let state = AppState::open(&options)?;
+    if !args.web_dir.is_dir() {
+        tracing::info!(web_dir = %args.web_dir.display(), "no web app directory; serving the API only");
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on http://{address}")?;
+        stdout.flush()?;
+    }
+    tracing::info!(%address, data_dir = %args.data_dir.display(), "serving");
+    run(listener, state, shutdown_signal()).await
+}

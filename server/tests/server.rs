@@ -1,0 +1,334 @@
+//! The server over real sockets on 127.0.0.1:0 with a real SQLite database,
+//! driven by tokio-tungstenite and the crate's own client engine.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use fieldnotes_server::{AppState, ServerOptions};
+use fieldnotes_sync::protocol::{ErrorMessage, Join, PeerMetadata};
+use fieldnotes_sync::{Client, ClientConfig, ClientEvent, DocumentId, Message, PeerId, StorageId};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Server {
+    address: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(options: ServerOptions) -> Server {
+        let state = AppState::open(&options).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(fieldnotes_server::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            address,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("stops in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn socket(&self) -> Socket {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/sync", self.address))
+            .await
+            .unwrap();
+        socket
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+}
+
+fn options(data_dir: &Path) -> ServerOptions {
+    ServerOptions {
+        data_dir: Some(data_dir.to_owned()),
+        ..ServerOptions::in_memory()
+    }
+}
+
+async fn next_message(socket: &mut Socket) -> Option<Message> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s")
+        {
+            Some(Ok(WsMessage::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
+            Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A native client: the sync engine over a tungstenite socket.
+struct TestClient {
+    engine: Client,
+    docs: HashMap<DocumentId, AutoCommit>,
+    socket: Socket,
+}
+
+impl TestClient {
+    async fn connect(server: &Server, name: &str) -> TestClient {
+        let mut engine = Client::new(ClientConfig {
+            peer_id: PeerId::from(name),
+            storage_id: Some(StorageId::new(format!("{name}-storage"))),
+            is_ephemeral: false,
+            ephemeral_session_id: format!("{name}-session"),
+        });
+        engine.handle_connected();
+        let mut client = TestClient {
+            engine,
+            docs: HashMap::new(),
+            socket: server.socket().await,
+        };
+        client.flush().await;
+        client
+            .pump_until(|events| {
+                events
+                    .iter()
+                    .any(|e| matches!(e, ClientEvent::Joined { .. }))
+            })
+            .await;
+        client
+    }
+
+    async fn flush(&mut self) {
+        while let Some(frame) = self.engine.poll_frame() {
+            self.socket
+                .send(WsMessage::Binary(frame.into()))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Handles frames until `done` says so for the events of one frame.
+    async fn pump_until(&mut self, done: impl Fn(&[ClientEvent]) -> bool) {
+        loop {
+            let frame = match tokio::time::timeout(Duration::from_secs(5), self.socket.next()).await
+            {
+                Ok(Some(Ok(WsMessage::Binary(bytes)))) => bytes,
+                other => panic!("expected a frame, got {other:?}"),
+            };
+            let events = self.engine.handle_frame(&frame, &mut self.docs).unwrap();
+            self.flush().await;
+            if done(&events) {
+                return;
+            }
+        }
+    }
+
+    async fn edit(&mut self, id: DocumentId, key: &str, value: &str) {
+        let doc = self.docs.entry(id).or_default();
+        doc.put(ROOT, key, value).unwrap();
+        self.engine.sync_document(id, doc);
+        self.flush().await;
+    }
+
+    async fn wait_synced(&mut self, id: DocumentId) {
+        while self
+            .engine
+            .pending_change_count(&id, self.docs.get_mut(&id).unwrap())
+            > 0
+        {
+            self.pump_until(|_| true).await;
+        }
+    }
+
+    async fn fetch(&mut self, id: DocumentId) -> AutoCommit {
+        let doc = self.docs.entry(id).or_default();
+        self.engine.sync_document(id, doc);
+        self.flush().await;
+        self.pump_until(|events| {
+            events.iter().any(|e| {
+                matches!(
+                    e,
+                    ClientEvent::DocumentChanged { .. } | ClientEvent::DocumentUnavailable { .. }
+                )
+            })
+        })
+        .await;
+        self.docs[&id].clone()
+    }
+}
+
+#[tokio::test]
+async fn two_clients_sync_a_document_through_the_server_and_it_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(options(dir.path())).await;
+    let id = DocumentId::from_bytes([7; 16]);
+
+    let mut alice = TestClient::connect(&server, "alice").await;
+    let storage_id = alice.engine.server_storage_id().cloned().unwrap();
+    alice.edit(id, "customer", "Hardware Hut").await;
+    alice.wait_synced(id).await;
+    assert!(alice.engine.all_synced(&mut alice.docs));
+
+    let mut bob = TestClient::connect(&server, "bob").await;
+    let doc = bob.fetch(id).await;
+    assert_eq!(
+        doc.get(ROOT, "customer").unwrap().unwrap().0.to_string(),
+        "\"Hardware Hut\""
+    );
+
+    // Bob's edit reaches Alice as a push.
+    bob.edit(id, "next_visit", "Tuesday").await;
+    alice
+        .pump_until(|events| {
+            events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::DocumentChanged { .. }))
+        })
+        .await;
+    assert!(alice.docs[&id].get(ROOT, "next_visit").unwrap().is_some());
+    bob.wait_synced(id).await;
+
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("fieldnotes_connections 2"), "{metrics}");
+    assert!(metrics.contains("fieldnotes_documents_loaded 1"));
+    assert!(metrics.contains("fieldnotes_storage_commit_seconds_count"));
+    server.stop().await;
+
+    // Same data dir: same storage id, and the document is still there.
+    let server = Server::start(options(dir.path())).await;
+    let mut carol = TestClient::connect(&server, "carol").await;
+    assert_eq!(carol.engine.server_storage_id(), Some(&storage_id));
+    let doc = carol.fetch(id).await;
+    assert!(doc.get(ROOT, "customer").unwrap().is_some());
+    assert!(doc.get(ROOT, "next_visit").unwrap().is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_and_a_close_and_other_sockets_carry_on() {
+    let server = Server::start(ServerOptions::in_memory()).await;
+    let mut good = TestClient::connect(&server, "good").await;
+
+    let mut bad = server.socket().await;
+    bad.send(WsMessage::Binary(vec![0xff, 0x00, 0x13].into()))
+        .await
+        .unwrap();
+    match next_message(&mut bad).await {
+        Some(Message::Error(ErrorMessage { message, .. })) => {
+            assert!(message.starts_with("invalid message"))
+        }
+        other => panic!("expected an error message, got {other:?}"),
+    }
+    assert!(
+        next_message(&mut bad).await.is_none(),
+        "then the socket closes"
+    );
+
+    let mut early = server.socket().await;
+    let request = fieldnotes_sync::protocol::DocumentMessage {
+        sender_id: PeerId::from("early"),
+        target_id: PeerId::from("x"),
+        document_id: DocumentId::from_bytes([1; 16]),
+        data: vec![0x42, 0, 0, 1, 0, 0, 0, 2, 2, 0x84],
+    };
+    early
+        .send(WsMessage::Binary(Message::Request(request).encode().into()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next_message(&mut early).await, Some(Message::Error(e)) if e.message == "message before join")
+    );
+
+    let mut wrong_version = server.socket().await;
+    let join = Message::Join(Join {
+        sender_id: PeerId::from("v2"),
+        peer_metadata: PeerMetadata::default(),
+        supported_protocol_versions: vec!["2".into()],
+    });
+    wrong_version
+        .send(WsMessage::Binary(join.encode().into()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next_message(&mut wrong_version).await, Some(Message::Error(e)) if e.message == "unsupported protocol version")
+    );
+
+    // The good client still syncs.
+    let id = DocumentId::from_bytes([2; 16]);
+    good.edit(id, "k", "v").await;
+    good.wait_synced(id).await;
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains("fieldnotes_protocol_errors_total 3"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn frames_over_the_limit_are_refused() {
+    let server = Server::start(ServerOptions {
+        max_frame_bytes: 1024,
+        ..ServerOptions::in_memory()
+    })
+    .await;
+    let mut socket = server.socket().await;
+    socket
+        .send(WsMessage::Binary(vec![0u8; 2048].into()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next_message(&mut socket).await, Some(Message::Error(e)) if e.message.starts_with("frame of 2048 bytes"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_answers_from_the_database_and_unknown_paths_are_json_404s() {
+    let server = Server::start(ServerOptions::in_memory()).await;
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\"}"));
+    let (status, body) = server.get("/no-such-page").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("\"error\""));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sockets() {
+    let server = Server::start(ServerOptions::in_memory()).await;
+    let mut client = TestClient::connect(&server, "stays").await;
+    server.stop().await;
+    match tokio::time::timeout(Duration::from_secs(5), client.socket.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(WsMessage::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a going-away close, got {other:?}"),
+    }
+}

@@ -1,0 +1,90 @@
+//! Static files through `app()` without a socket.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use fieldnotes_server::{AppState, ServerOptions, app};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn web_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<html>shell</html>").unwrap();
+    std::fs::write(dir.path().join("sw.js"), "// worker").unwrap();
+    std::fs::write(dir.path().join("app-1a2b3c4d5e.js"), "plain js").unwrap();
+    std::fs::write(dir.path().join("app-1a2b3c4d5e.js.br"), "brotli bytes").unwrap();
+    std::fs::write(dir.path().join("app-1a2b3c4d5e.js.gz"), "gzip bytes").unwrap();
+    dir
+}
+
+async fn get(
+    dir: &tempfile::TempDir,
+    path: &str,
+    accept_encoding: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let state = AppState::open(&ServerOptions {
+        web_dir: Some(dir.path().to_owned()),
+        ..ServerOptions::in_memory()
+    })
+    .unwrap();
+    let mut request = Request::get(path);
+    if let Some(encoding) = accept_encoding {
+        request = request.header(header::ACCEPT_ENCODING, encoding);
+    }
+    let response = app(state.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    state.hub().shutdown().await;
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn precompressed_siblings_follow_accept_encoding() {
+    let dir = web_dir();
+    let (status, headers, body) = get(&dir, "/app-1a2b3c4d5e.js", Some("gzip, br")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "brotli bytes");
+    assert_eq!(headers[header::CONTENT_ENCODING], "br");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+
+    let (_, headers, body) = get(&dir, "/app-1a2b3c4d5e.js", Some("gzip")).await;
+    assert_eq!(
+        (body.as_str(), &headers[header::CONTENT_ENCODING]),
+        ("gzip bytes", &"gzip".parse().unwrap())
+    );
+    let (_, headers, body) = get(&dir, "/app-1a2b3c4d5e.js", None).await;
+    assert_eq!(body, "plain js");
+    assert!(headers.get(header::CONTENT_ENCODING).is_none());
+}
+
+#[tokio::test]
+async fn shell_files_are_never_cached_stale_and_unknown_routes_get_the_shell() {
+    let dir = web_dir();
+    for path in ["/", "/index.html", "/sw.js", "/accounts/42"] {
+        let (status, headers, _) = get(&dir, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache", "{path}");
+    }
+    let (_, _, body) = get(&dir, "/accounts/42", None).await;
+    assert_eq!(body, "<html>shell</html>");
+    let (status, _, _) = get(&dir, "/missing-asset.js", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The API routes still win over the fallback.
+    let (status, _, _) = get(&dir, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -30,8 +30,11 @@ async fn join_is_answered_with_peer_and_a_storage_id_stable_across_restarts() {
          6b6973457068656d6572616cf57819737570706f7274656450726f746f636f6c56657273696f6e73816131",
     );
     let mut ws = raw::connect(&server.ws_url()).await;
+    let sent_at = std::time::Instant::now();
     raw::send_raw(&mut ws, captured_join).await;
     let a = Peer::expect_peer(ws, "client-A").await;
+    let waited = sent_at.elapsed();
+    assert!(waited < Duration::from_secs(1), "peer must answer join within 1 s (the JS client gives up then), took {waited:?}");
     let storage_id = a.server_storage_id.clone().expect("server peerMetadata.storageId must be a string");
     assert!(!storage_id.is_empty());
     a.close().await;
@@ -242,3 +245,47 @@ async fn a_message_whose_sender_is_not_the_sockets_peer_is_dropped() {
 // same account documents as above, and cross-checks with `raw::fresh_pull` (the independent
 // client) so that the engine and the server cannot agree on a wrong wire format.
 // =====================================================================================
+
+#[tokio::test]
+async fn ephemeral_messages_are_relayed_to_other_peers_of_the_document_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let url = server.ws_url();
+    let id = new_doc_id();
+    let mut a = Peer::join(&url, &new_peer_id("eph-a")).await;
+    let mut doc = common::account_doc(9, 2);
+    a.push(&id, &mut doc, &mut sync::State::new()).await.unwrap();
+    let mut b = Peer::join(&url, &new_peer_id("eph-b")).await;
+    let _ = b.pull(&id, Some(&doc.get_heads())).await.unwrap();
+
+    let payload = cbor::encode(&Value::map([("typing", Value::Bool(true)), ("user", Value::text("alice"))]));
+    let eph = |count: u64| {
+        Value::map([
+            ("type", Value::text("ephemeral")),
+            ("targetId", Value::text(a.server_id.clone())),
+            ("documentId", Value::text(id.clone())),
+            ("data", Value::Bytes(payload.clone())),
+            ("count", Value::Uint(count)),
+            ("sessionId", Value::text("session-e2e")),
+            ("senderId", Value::text(a.id.clone())),
+        ])
+    };
+    let first = eph(1);
+    a.send(&first).await;
+    a.send(&first).await; // a repeat (same session and count) is dropped
+    let mut relayed = Vec::new();
+    loop {
+        match b.recv(Duration::from_millis(1500)).await {
+            Recv::Msg(m) if m.get_str("type") == Some("ephemeral") => relayed.push(m),
+            Recv::Msg(_) => continue,
+            _ => break,
+        }
+    }
+    assert_eq!(relayed.len(), 1, "exactly one relayed ephemeral message (repeats dropped): {relayed:?}");
+    let m = &relayed[0];
+    assert_eq!(m.get_str("senderId"), Some(a.id.as_str()), "relayed ephemeral keeps the origin as senderId: {m}");
+    assert_eq!(m.get_str("targetId"), Some(b.id.as_str()), "relayed ephemeral targets b: {m}");
+    assert_eq!(m.get_str("documentId"), Some(id.as_str()));
+    assert_eq!(m.get_bytes("data"), Some(&payload[..]), "payload relayed unchanged");
+    assert_eq!(m.get_str("sessionId"), Some("session-e2e"));
+}

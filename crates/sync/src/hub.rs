@@ -572,6 +572,9 @@ impl<S: DocStore> Hub<S> {
                 },
             );
         }
+        // Touched from here on: if the batch fails to store, the document is
+        // unloaded, so none of it can stay in memory without its peers.
+        self.batch.touched_documents.insert(document_id);
         let opened_here = self
             .documents
             .get(&document_id)
@@ -607,8 +610,6 @@ impl<S: DocStore> Hub<S> {
                 state.open_documents.insert(document_id);
             }
         }
-        self.batch.touched_documents.insert(document_id);
-
         let Some(loaded) = self.documents.get_mut(&document_id) else {
             return;
         };

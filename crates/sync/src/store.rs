@@ -56,6 +56,8 @@ pub trait DocStore {
 pub enum MemoryStoreError {
     #[error("memory store was told to fail this commit")]
     InjectedCommitFailure,
+    #[error("memory store was told to fail this read")]
+    InjectedReadFailure,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,9 +73,25 @@ struct Inner {
     working: Option<Contents>,
     commits: u64,
     fail_next_commit: bool,
+    /// Fail the read this many reads from now (1 = the next one).
+    fail_read_in: Option<u32>,
 }
 
 impl Inner {
+    fn check_read(&mut self) -> Result<(), MemoryStoreError> {
+        match self.fail_read_in {
+            Some(1) => {
+                self.fail_read_in = None;
+                Err(MemoryStoreError::InjectedReadFailure)
+            }
+            Some(n) => {
+                self.fail_read_in = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn view(&self) -> &Contents {
         self.working.as_ref().unwrap_or(&self.committed)
     }
@@ -131,6 +149,11 @@ impl MemoryStore {
         self.lock().fail_next_commit = true;
     }
 
+    /// Makes the `n`th read from now fail (1 = the next read).
+    pub fn fail_read(&self, n: u32) {
+        self.lock().fail_read_in = Some(n.max(1));
+    }
+
     /// Whether a batch has uncommitted writes.
     pub fn has_uncommitted_writes(&self) -> bool {
         self.lock().working.is_some()
@@ -141,8 +164,9 @@ impl DocStore for MemoryStore {
     type Error = MemoryStoreError;
 
     fn load_chunks(&mut self, document: &DocumentId) -> Result<Vec<Vec<u8>>, Self::Error> {
-        Ok(self
-            .lock()
+        let mut inner = self.lock();
+        inner.check_read()?;
+        Ok(inner
             .view()
             .documents
             .get(document)
@@ -177,8 +201,9 @@ impl DocStore for MemoryStore {
         document: &DocumentId,
         peer: &StorageId,
     ) -> Result<Option<Vec<u8>>, Self::Error> {
-        Ok(self
-            .lock()
+        let mut inner = self.lock();
+        inner.check_read()?;
+        Ok(inner
             .view()
             .sync_states
             .get(&(*document, peer.clone()))

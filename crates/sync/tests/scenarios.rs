@@ -941,3 +941,37 @@ fn ephemeral_messages_are_relayed_once_to_the_other_peers() {
     );
     assert!(net.clients[2].to_client.is_empty());
 }
+
+#[test]
+fn a_failed_read_mid_message_leaves_no_document_loaded() {
+    let mut rng = Rng(21);
+    let mut net = Network::new(21, 2, 64);
+    let id = doc_id(4);
+    net.connect(0);
+    net.edit(0, id, "k", 1);
+    net.settle(&mut rng);
+    net.disconnect(0);
+    assert_eq!(net.hub.loaded_document_count(), 0);
+
+    // Client 1 asks for the stored document; its chunks load (read 1) but
+    // its sync state does not (read 2).
+    net.connect(1);
+    net.settle(&mut rng);
+    net.store.fail_read(2);
+    net.open(1, id);
+    let connection = net.clients[1].connection.unwrap();
+    for frame in net.clients[1].to_server.drain(..) {
+        net.hub.handle_frame(connection, &frame, 0);
+    }
+    let effects = net.hub.finish_batch();
+    assert_eq!(
+        effects,
+        vec![Effect::Close {
+            connection,
+            reason: CloseReason::StorageFailure
+        }]
+    );
+    assert_eq!(net.hub.loaded_document_count(), 0);
+    assert_eq!(net.hub.connection_count(), 0);
+    assert_eq!(net.hub.counters().storage_failures, 1);
+}

@@ -10,6 +10,9 @@
 //! "strict"`, resolved only on the transaction's `complete` event, i.e. once the browser has
 //! flushed it to disk. That completion is what the app calls "saved".
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use js_sys::{Array, Promise, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -37,8 +40,8 @@ pub enum StorageError {
     )]
     Unavailable,
     #[error(
-        "the phone's storage refused a write ({0}). Your change is kept in this tab: tap Retry, \
-         and keep this tab open until it says saved"
+        "the phone's storage refused to save. Your change is kept in this tab: tap Retry, and \
+         keep this tab open until it says saved (details: {0})"
     )]
     Failed(String),
 }
@@ -90,12 +93,22 @@ pub enum WriteOp {
 
 #[derive(Clone)]
 pub struct Idb {
-    database: IdbDatabase,
+    name: Rc<str>,
+    /// The open connection. The browser closes it after a disk error; it is then reopened.
+    database: Rc<RefCell<IdbDatabase>>,
 }
 
 impl Idb {
     /// Opens (and on first use creates) the app's database.
     pub async fn open(name: &str) -> Result<Idb, StorageError> {
+        let database = Self::connect(name).await?;
+        Ok(Idb {
+            name: name.into(),
+            database: Rc::new(RefCell::new(database)),
+        })
+    }
+
+    async fn connect(name: &str) -> Result<IdbDatabase, StorageError> {
         let window = web_sys::window().ok_or(StorageError::Unavailable)?;
         let factory = window
             .indexed_db()
@@ -124,8 +137,18 @@ impl Idb {
         let result = request_future(request.unchecked_ref::<IdbRequest>()).await;
         request.set_onupgradeneeded(None);
         drop(upgrade);
-        let database: IdbDatabase = result?.unchecked_into();
-        Ok(Idb { database })
+        Ok(result?.unchecked_into())
+    }
+
+    fn database(&self) -> IdbDatabase {
+        self.database.borrow().clone()
+    }
+
+    /// Opens a new connection after the browser closed ours (it does after a disk error).
+    async fn reconnect(&self) -> Result<(), StorageError> {
+        let database = Self::connect(&self.name).await?;
+        *self.database.borrow_mut() = database;
+        Ok(())
     }
 
     /// Performs all `ops` in one strict-durability transaction; resolves once it committed.
@@ -133,7 +156,13 @@ impl Idb {
         if ops.is_empty() {
             return Ok(());
         }
-        let transaction = self.strict_transaction().map_err(StorageError::from_js)?;
+        let transaction = match self.strict_transaction() {
+            Ok(transaction) => transaction,
+            Err(_closed) => {
+                self.reconnect().await?;
+                self.strict_transaction().map_err(StorageError::from_js)?
+            }
+        };
         let done = transaction_future(&transaction);
         let result = (|| -> Result<(), JsValue> {
             let chunks = transaction.object_store(CHUNKS)?;
@@ -192,16 +221,17 @@ impl Idb {
         let stores = Array::of2(&CHUNKS.into(), &META.into());
         let options = js_sys::Object::new();
         js_sys::Reflect::set(&options, &"durability".into(), &"strict".into())?;
+        let database = self.database();
         let method: js_sys::Function =
-            js_sys::Reflect::get(&self.database, &"transaction".into())?.dyn_into()?;
-        let transaction = method.call3(&self.database, &stores, &"readwrite".into(), &options)?;
+            js_sys::Reflect::get(&database, &"transaction".into())?.dyn_into()?;
+        let transaction = method.call3(&database, &stores, &"readwrite".into(), &options)?;
         transaction.dyn_into()
     }
 
     /// A document's chunks, in sequence order.
     pub async fn chunks(&self, document: &str) -> Result<Vec<(u32, Vec<u8>)>, StorageError> {
         let transaction = self
-            .database
+            .database()
             .transaction_with_str(CHUNKS)
             .map_err(StorageError::from_js)?;
         let store = transaction
@@ -228,7 +258,7 @@ impl Idb {
     /// Every stored document id.
     pub async fn document_ids(&self) -> Result<Vec<String>, StorageError> {
         let transaction = self
-            .database
+            .database()
             .transaction_with_str(CHUNKS)
             .map_err(StorageError::from_js)?;
         let store = transaction
@@ -248,7 +278,7 @@ impl Idb {
     /// A small record, if present.
     pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let transaction = self
-            .database
+            .database()
             .transaction_with_str(META)
             .map_err(StorageError::from_js)?;
         let store = transaction

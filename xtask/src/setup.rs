@@ -78,11 +78,12 @@ fn npm_ci(folder: &Path) -> Result<()> {
             folder.display()
         );
     }
-    run_command(
-        Command::new("npm")
-            .current_dir(folder)
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
-    )
+    run_command(Command::new("npm").current_dir(folder).args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]))
 }
 
 fn is_root() -> bool {

@@ -48,7 +48,11 @@ impl Report {
 
 pub fn build(options: &Options) -> Result<Report> {
     let root = project_root();
-    let profile = if options.release { "web-release" } else { "dev" };
+    let profile = if options.release {
+        "web-release"
+    } else {
+        "dev"
+    };
     run_command(Command::new(cargo()).current_dir(&root).args([
         "build",
         "-p",
@@ -89,7 +93,13 @@ pub fn build(options: &Options) -> Result<Report> {
                 wasm_opt.display()
             );
         }
-        run_command(Command::new(&wasm_opt).arg(&wasm).arg("-Oz").arg("-o").arg(&wasm))?;
+        run_command(
+            Command::new(&wasm_opt)
+                .arg(&wasm)
+                .arg("-Oz")
+                .arg("-o")
+                .arg(&wasm),
+        )?;
     }
 
     let dist = root.join("dist");
@@ -160,8 +170,7 @@ pub fn build(options: &Options) -> Result<Report> {
 }
 
 fn publish_hashed(source: &Path, dist: &Path, stem: &str, extension: &str) -> Result<String> {
-    let bytes =
-        fs::read(source).with_context(|| format!("could not read {}", source.display()))?;
+    let bytes = fs::read(source).with_context(|| format!("could not read {}", source.display()))?;
     let name = format!("{stem}-{}.{extension}", short_hash(&bytes));
     fs::write(dist.join(&name), bytes)?;
     Ok(name)
@@ -196,7 +205,7 @@ fn precompress(path: &Path) -> Result<FileSize> {
     {
         let params = brotli::enc::BrotliEncoderParams {
             quality: 11,
-            lgwin: 22,
+            lgwin: 24,
             ..Default::default()
         };
         brotli::BrotliCompress(&mut &raw[..], &mut brotli, &params)?;
@@ -220,7 +229,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 fn print_report(report: &Report) {
     println!("first load, as served:");
-    println!("  {:<32} {:>10} {:>10} {:>10}", "file", "raw", "gzip", "brotli");
+    println!(
+        "  {:<32} {:>10} {:>10} {:>10}",
+        "file", "raw", "gzip", "brotli"
+    );
     for file in &report.files {
         println!(
             "  {:<32} {:>10} {:>10} {:>10}",
@@ -232,4 +244,10 @@ fn print_report(report: &Report) {
         "  total transferred (brotli): {total} bytes of a {FIRST_LOAD_BUDGET_BYTES} byte budget ({:.0}%)",
         total as f64 * 100.0 / FIRST_LOAD_BUDGET_BYTES as f64
     );
+    if total > FIRST_LOAD_BUDGET_BYTES {
+        println!(
+            "  OVER BUDGET by {} bytes: see ARCHITECTURE.md, \"Size budget\"",
+            total - FIRST_LOAD_BUDGET_BYTES
+        );
+    }
 }

@@ -51,10 +51,10 @@ export async function startAppServer({ dataDir, port } = {}) {
 
 /** A phone: a persistent profile at 390×844. Call `open()` to (re)launch it. */
 export class Device {
-  constructor(name) {
+  constructor(name, { profileRoot = os.tmpdir() } = {}) {
     checkChromium()
     this.name = name
-    this.profile = fs.mkdtempSync(path.join(os.tmpdir(), `fieldnotes-${name}-`))
+    this.profile = fs.mkdtempSync(path.join(profileRoot, `fieldnotes-${name}-`))
     this.context = null
     this.page = null
     this.errors = []
@@ -72,6 +72,8 @@ export class Device {
     if (offline) await this.context.setOffline(true)
     this.page = this.context.pages()[0] || (await this.context.newPage())
     this.page.on("pageerror", e => this.errors.push(String(e)))
+    this.page.on("crash", () => console.error(`[${this.name}] page crashed`))
+    if (process.env.FIELDNOTES_DEBUG) this.page.on("console", m => console.error(`[${this.name}] ${m.type()}: ${m.text()}`))
     this.page.on("console", m => { if (m.type() === "error") this.errors.push(m.text()) })
     this.page.setDefaultTimeout(20_000)
     await this.page.goto(url)
@@ -111,6 +113,7 @@ export class Device {
 
   async createAccount({ name, branch = "", area = "" }) {
     const page = this.page
+    await this.goToList()
     await page.getByRole("button", { name: "New account" }).click()
     await page.getByLabel("Client name").fill(name)
     if (branch) await page.getByLabel("Branch").fill(branch)
@@ -135,9 +138,11 @@ export class Device {
 
   async goToList() {
     const page = this.page
-    if (!(await page.getByTestId("account-list").isVisible().catch(() => false))) {
+    // The list screen is the one with "New account" (an empty list has no height).
+    const marker = page.getByRole("button", { name: "New account" })
+    if (!(await marker.isVisible().catch(() => false))) {
       await page.evaluate(() => { location.hash = "/" })
-      await page.getByTestId("account-list").waitFor()
+      await marker.waitFor()
     }
   }
 

@@ -9,7 +9,7 @@ test("offline capture survives a reload and a browser restart", async () => {
   const phone = new Device("offline-capture")
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
 
-  const page = await phone.open(server.url)
+  await phone.open(server.url)
   await phone.signIn("Ann Lee")
   await phone.waitForServiceWorker()
   await phone.screenshot("01-accounts-empty")
@@ -31,6 +31,7 @@ test("offline capture survives a reload and a browser restart", async () => {
 
   const assertEverythingThere = async () => {
     await phone.openAccount("Acme Plumbing")
+    const page = phone.page
     const timeline = page.getByTestId("timeline")
     await timeline.getByText("Same-day van saved their boiler job").waitFor()
     await timeline.getByText("Objection: Price of fittings").waitFor()

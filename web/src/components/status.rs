@@ -58,11 +58,13 @@ pub fn status_bar() -> Html {
     }
 }
 
+/// "840 KB", "3.4 MB", "12 GB" (integer arithmetic: float formatting costs kilobytes of wasm).
 fn megabytes(bytes: u64) -> String {
     if bytes < 1_000_000 {
         format!("{} KB", bytes.div_ceil(1000))
     } else if bytes < 10_000_000_000 {
-        format!("{:.1} MB", bytes as f64 / 1e6)
+        let tenths = bytes / 100_000;
+        format!("{}.{} MB", tenths / 10, tenths % 10)
     } else {
         format!("{} GB", bytes / 1_000_000_000)
     }

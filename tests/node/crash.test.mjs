@@ -15,7 +15,10 @@ import { connectClient, pull, sleep, sameHeads } from "./lib/client.mjs"
 import { accountSeed, editHandle, toJSON } from "./lib/accounts.mjs"
 
 const TOTAL = 400
-const KILL_AFTER_ACKED = 60 // kill once this many documents are fully acknowledged
+// kill once this many documents are fully acknowledged; not a multiple of BATCH, so documents of
+// the same batch are still in flight at that moment
+const KILL_AFTER_ACKED = 63
+const BATCH = 10
 
 test(`kill -9 while a client pushes ${TOTAL} documents: every acknowledged document survives`, { timeout: 240_000 }, async () => {
   const kind = serverKindFromEnv()
@@ -49,7 +52,7 @@ test(`kill -9 while a client pushes ${TOTAL} documents: every acknowledged docum
       h.on("remote-heads", onRemoteHeads(h))
       editHandle(h, i)
       handles.push(h)
-      if (i % 5 === 4) await sleep(1) // let the network turn; keeps the push spread over time
+      if (i % BATCH === BATCH - 1) await sleep(1) // let the network turn; keeps the push spread over time
     }
     const deadline = Date.now() + 120_000
     while (!killedAt && Date.now() < deadline) await sleep(10)

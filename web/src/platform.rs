@@ -46,12 +46,11 @@ pub async fn request_persistent_storage() -> bool {
         return false;
     };
     let storage = window.navigator().storage();
-    if let Ok(promise) = storage.persisted() {
-        if let Ok(value) = JsFuture::from(promise).await {
-            if value.as_bool() == Some(true) {
-                return true;
-            }
-        }
+    if let Ok(promise) = storage.persisted()
+        && let Ok(value) = JsFuture::from(promise).await
+        && value.as_bool() == Some(true)
+    {
+        return true;
     }
     match storage.persist() {
         Ok(promise) => JsFuture::from(promise)

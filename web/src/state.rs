@@ -288,12 +288,14 @@ mod tests {
     #[test]
     fn the_sync_line_counts_waiting_changes_and_the_last_sync() {
         let now = 1_700_000_000_000;
-        let mut state = AppState::default();
-        state.sync = SyncStatus {
-            phase: SyncPhase::Offline,
-            pending_changes: 3,
-            accounts_to_fetch: 0,
-            last_synced_millis: Some(now - 5 * 60_000),
+        let mut state = AppState {
+            sync: SyncStatus {
+                phase: SyncPhase::Offline,
+                pending_changes: 3,
+                accounts_to_fetch: 0,
+                last_synced_millis: Some(now - 5 * 60_000),
+            },
+            ..AppState::default()
         };
         assert_eq!(
             state.sync_line(now),

@@ -598,7 +598,7 @@ fn contacts(props: &SectionProps) -> Html {
 #[function_component(Timeline)]
 fn timeline(props: &SectionProps) -> Html {
     let mut notes: Vec<_> = props.account.notes.iter().collect();
-    notes.sort_by(|a, b| b.time_millis.cmp(&a.time_millis));
+    notes.sort_by_key(|note| std::cmp::Reverse(note.time_millis));
     html! {
         <section class="card timeline" data-testid="timeline">
             <h2>{ "Visit notes" }</h2>

@@ -202,10 +202,10 @@ async fn boot(
 fn activate_update() {
     let window = gloo_utils::window();
     let _ = js_sys::Reflect::set(&window, &"fieldnotesUpdateAccepted".into(), &true.into());
-    if let Ok(function) = js_sys::Reflect::get(&window, &"fieldnotesActivateUpdate".into()) {
-        if let Some(function) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&function) {
-            let _ = function.call0(&window);
-        }
+    if let Ok(function) = js_sys::Reflect::get(&window, &"fieldnotesActivateUpdate".into())
+        && let Some(function) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&function)
+    {
+        let _ = function.call0(&window);
     }
 }
 

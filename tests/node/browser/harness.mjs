@@ -17,8 +17,11 @@ const ARGS = [
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
+const BUILT_WEB_DIR = process.env.FIELDNOTES_WEB_DIR || path.join(WORKSPACE_ROOT, "dist")
+
+/** The built web app (`cargo xtask web`). */
 export function webDir() {
-  const dir = process.env.FIELDNOTES_WEB_DIR || path.join(WORKSPACE_ROOT, "dist")
+  const dir = BUILT_WEB_DIR
   if (!fs.existsSync(path.join(dir, "index.html"))) {
     throw new Error(`the web app is not built at ${dir}: run \`cargo xtask web\` first`)
   }
@@ -44,8 +47,8 @@ export async function freePort() {
 }
 
 /** Our server serving the web app; `port` fixed so devices reconnect after a restart. */
-export async function startAppServer({ dataDir, port } = {}) {
-  process.env.FIELDNOTES_WEB_DIR = webDir()
+export async function startAppServer({ dataDir, port, webDirOverride } = {}) {
+  process.env.FIELDNOTES_WEB_DIR = webDirOverride || webDir()
   return startServer({ kind: "ours", dataDir, port: port ?? 0 })
 }
 

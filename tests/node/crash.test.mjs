@@ -24,8 +24,7 @@ test(`kill -9 while a client pushes ${TOTAL} documents: every acknowledged docum
   const kind = serverKindFromEnv()
   const dataDir = freshDataDir("fieldnotes-crash-")
   const server = await startServer({ kind, dataDir })
-  // a long retry interval: the pusher must not reconnect to anything after the kill
-  const pusher = await connectClient(server.wsUrl, { peerId: "crash-pusher", retryInterval: 600_000 })
+  const pusher = await connectClient(server.wsUrl, { peerId: "crash-pusher" })
   const storageId = pusher.serverStorageId
   assert.ok(storageId, "server's peer message must carry a storageId")
 
@@ -41,6 +40,7 @@ test(`kill -9 while a client pushes ${TOTAL} documents: every acknowledged docum
     acked.set(h.url, { heads, saved: A.save(view), json: toJSON(view) })
     if (!killedAt && fullyAcked() >= KILL_AFTER_ACKED) {
       // synchronously, in the same turn as the acknowledgement was observed
+      pusher.stopReconnecting() // the pusher must not dial anything after the kill
       server.child.kill("SIGKILL")
       killedAt = { created: handles.length, fullyAcked: fullyAcked(), unacked: handles.length - fullyAcked() }
     }

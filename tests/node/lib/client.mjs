@@ -37,6 +37,10 @@ export async function connectClient(wsUrl, { storageDir, peerId, timeoutMs = 10_
     adapter,
     serverPeerId,
     serverStorageId,
+    /** After this, a closed socket is not re-dialled (the adapter's onClose checks retryInterval). */
+    stopReconnecting() {
+      adapter.retryInterval = 0
+    },
     /**
      * Let handles the server announced to us settle first (a stock server announces every document
      * it has to each new peer; a handle left loading keeps a 60 s timer of automerge-repo alive).
@@ -45,6 +49,7 @@ export async function connectClient(wsUrl, { storageDir, peerId, timeoutMs = 10_
       const settled = new Set(["ready", "unavailable", "deleted", "unloaded"])
       const deadline = Date.now() + settleMs
       while (Date.now() < deadline && Object.values(repo.handles).some(h => !settled.has(h.state))) await sleep(20)
+      adapter.retryInterval = 0 // no reconnect timer may outlive the client
       await Promise.race([repo.shutdown().catch(() => {}), sleep(2_000)])
     },
   }

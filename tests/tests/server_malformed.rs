@@ -24,6 +24,31 @@ struct Scenario {
     doc_id: String,
     doc: AutoCommit,
     state: sync::State,
+    /// `fieldnotes_change_chunks_stored_total` after the last legitimate write.
+    chunks_mark: u64,
+}
+
+/// Wait (bounded) until the stored-chunks metric exceeds `old`: the server updates its counters
+/// just after it has sent a batch's replies, so right after an acknowledgement it may lag a little.
+fn chunks_above(server: &Server, old: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = stored_chunks(server);
+        if n > old {
+            return n;
+        }
+        assert!(std::time::Instant::now() < deadline, "an acknowledged push was not counted in fieldnotes_change_chunks_stored_total (still {n})");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The server's count of change chunks written to storage, from /metrics.
+fn stored_chunks(server: &Server) -> u64 {
+    let (status, body) = common::server::http_get(server.port, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("fieldnotes_change_chunks_stored_total ").map(|v| v.trim().parse::<f64>().expect("metric value") as u64))
+        .unwrap_or_else(|| panic!("/metrics has no fieldnotes_change_chunks_stored_total (used to prove bad input stored nothing):\n{body}"))
 }
 
 impl Scenario {
@@ -35,7 +60,8 @@ impl Scenario {
         let mut doc = common::account_doc(11, 9);
         let mut state = sync::State::new();
         bystander.push(&doc_id, &mut doc, &mut state).await.expect("bystander push");
-        Scenario { server, _dir: dir, bystander, doc_id, doc, state }
+        let chunks_mark = chunks_above(&server, 0);
+        Scenario { server, _dir: dir, bystander, doc_id, doc, state, chunks_mark }
     }
 
     fn url(&self) -> String {
@@ -49,6 +75,8 @@ impl Scenario {
         let (r, got) = fresh_pull(&self.url(), &self.doc_id, Some(&heads)).await;
         assert_eq!(r, Synced::Done, "{what}: bystander's document must still be there");
         assert_eq!(common::content(&got), common::content(&self.doc), "{what}: bystander's document changed");
+        // the bad input's batch was handled (and counted) before this pull's batch was
+        assert_eq!(stored_chunks(&self.server), self.chunks_mark, "{what}: the bad input made the server store change chunks");
         if let Some(id) = untouched_doc {
             let (r, _) = fresh_pull(&self.url(), id, None).await;
             assert_eq!(r, Synced::Unavailable, "{what}: the document named by the bad input must not have been stored");
@@ -64,6 +92,7 @@ impl Scenario {
         let heads: Vec<ChangeHash> = self.doc.get_heads();
         let (r, _) = fresh_pull(&self.url(), &self.doc_id, Some(&heads)).await;
         assert_eq!(r, Synced::Done, "{what}: the bystander's new edit reached the server");
+        self.chunks_mark = chunks_above(&self.server, self.chunks_mark);
     }
 }
 

@@ -228,8 +228,8 @@ impl Idb {
         transaction.dyn_into()
     }
 
-    /// A document's chunks, in sequence order.
-    pub async fn chunks(&self, document: &str) -> Result<Vec<(u32, Vec<u8>)>, StorageError> {
+    /// Every stored document's chunks, in one read: `(document, chunks in sequence order)`.
+    pub async fn all_documents(&self) -> Result<Vec<(String, Vec<(u32, Vec<u8>)>)>, StorageError> {
         let transaction = self
             .database()
             .transaction_with_str(CHUNKS)
@@ -237,42 +237,25 @@ impl Idb {
         let store = transaction
             .object_store(CHUNKS)
             .map_err(StorageError::from_js)?;
-        let range = document_range(document).map_err(StorageError::from_js)?;
-        let keys_request = store
-            .get_all_keys_with_key(&range)
-            .map_err(StorageError::from_js)?;
-        let values_request = store
-            .get_all_with_key(&range)
-            .map_err(StorageError::from_js)?;
+        let keys_request = store.get_all_keys().map_err(StorageError::from_js)?;
+        let values_request = store.get_all().map_err(StorageError::from_js)?;
         let keys: Array = request_future(&keys_request).await?.unchecked_into();
         let values: Array = request_future(&values_request).await?.unchecked_into();
-        let mut out = Vec::with_capacity(values.length() as usize);
+        // Keys come sorted by [document, sequence], so each document's chunks are adjacent.
+        let mut documents: Vec<(String, Vec<(u32, Vec<u8>)>)> = Vec::new();
         for (key, value) in keys.iter().zip(values.iter()) {
             let key: Array = key.unchecked_into();
+            let Some(document) = key.get(0).as_string() else {
+                continue;
+            };
             let sequence = key.get(1).as_f64().unwrap_or(0.0) as u32;
-            out.push((sequence, value.unchecked_into::<Uint8Array>().to_vec()));
+            let bytes = value.unchecked_into::<Uint8Array>().to_vec();
+            match documents.last_mut() {
+                Some((last, chunks)) if *last == document => chunks.push((sequence, bytes)),
+                _ => documents.push((document, vec![(sequence, bytes)])),
+            }
         }
-        Ok(out)
-    }
-
-    /// Every stored document id.
-    pub async fn document_ids(&self) -> Result<Vec<String>, StorageError> {
-        let transaction = self
-            .database()
-            .transaction_with_str(CHUNKS)
-            .map_err(StorageError::from_js)?;
-        let store = transaction
-            .object_store(CHUNKS)
-            .map_err(StorageError::from_js)?;
-        let keys: Array = request_future(&store.get_all_keys().map_err(StorageError::from_js)?)
-            .await?
-            .unchecked_into();
-        let mut ids: Vec<String> = keys
-            .iter()
-            .filter_map(|key| key.unchecked_into::<Array>().get(0).as_string())
-            .collect();
-        ids.dedup();
-        Ok(ids)
+        Ok(documents)
     }
 
     /// A small record, if present.
@@ -301,6 +284,7 @@ fn chunk_key(document: &str, sequence: u32) -> JsValue {
     Array::of2(&JsValue::from_str(document), &JsValue::from(sequence)).into()
 }
 
+/// Every chunk key of one document.
 fn document_range(document: &str) -> Result<IdbKeyRange, JsValue> {
     IdbKeyRange::bound(
         &chunk_key(document, 0),

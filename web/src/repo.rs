@@ -102,8 +102,7 @@ impl Repo {
             save_state: SaveState::default(),
             listener: None,
         };
-        for id in idb.document_ids().await? {
-            let chunks = idb.chunks(&id).await?;
+        for (id, chunks) in idb.all_documents().await? {
             let next = chunks.last().map(|(sequence, _)| sequence + 1).unwrap_or(0);
             let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
             match AccountDoc::load(repo.editor.clone(), &bytes) {
@@ -119,9 +118,9 @@ impl Repo {
             repo.next_chunk.insert(id, next);
         }
         if !repo.documents.contains_key(&repo.directory_id) {
-            let genesis =
-                genesis_directory(&repo.team).map_err(|e| StorageError::Failed(e.to_string()))?;
-            let directory = into_automerge(DirectoryDoc::from_automerge(&repo.editor, genesis));
+            let directory = DirectoryDoc::genesis(&repo.editor, &repo.team)
+                .map_err(|e| StorageError::Failed(e.to_string()))?
+                .into_automerge();
             repo.documents.insert(repo.directory_id.clone(), directory);
             repo.dirty.insert(repo.directory_id.clone());
         }
@@ -315,13 +314,13 @@ impl Repo {
         edit: impl FnOnce(&mut DirectoryDoc, i64) -> Result<(), ModelError>,
     ) -> Result<(), ModelError> {
         let id = self.directory_id.clone();
-        let doc = self
-            .documents
-            .remove(&id)
-            .unwrap_or_else(|| genesis_directory(&self.team).unwrap_or_else(|_| AutoCommit::new()));
-        let mut directory = DirectoryDoc::from_automerge(&self.editor, doc);
+        let mut directory = match self.documents.remove(&id) {
+            Some(doc) => DirectoryDoc::from_automerge(&self.editor, doc),
+            None => DirectoryDoc::genesis(&self.editor, &self.team)?,
+        };
         let result = edit(&mut directory, now_millis());
-        self.documents.insert(id.clone(), into_automerge(directory));
+        self.documents
+            .insert(id.clone(), directory.into_automerge());
         self.dirty.insert(id.clone());
         self.changed_locally.insert(id);
         result
@@ -410,22 +409,6 @@ impl Repo {
     pub fn put_meta(&mut self, key: String, bytes: Vec<u8>) {
         self.queue.push(WriteOp::PutMeta { key, bytes });
     }
-}
-
-/// The team directory every device starts from: created with a fixed actor, time and content,
-/// so every device that creates it offline makes the byte-identical first change, and their
-/// copies merge into one directory instead of competing ones.
-pub fn genesis_directory(team: &TeamId) -> Result<AutoCommit, ModelError> {
-    let genesis = Editor::new(UserId::new("fieldnotes"), &[0u8; 16])?;
-    Ok(into_automerge(DirectoryDoc::create(
-        &genesis,
-        team.clone(),
-        0,
-    )?))
-}
-
-fn into_automerge(mut directory: DirectoryDoc) -> AutoCommit {
-    std::mem::take(directory.automerge_mut())
 }
 
 /// Writes everything queued, one transaction at a time, until nothing is left.

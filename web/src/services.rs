@@ -5,7 +5,6 @@ use std::rc::Rc;
 
 use fieldnotes_model::{AccountDoc, AccountId, ModelError, TeamId, UserId};
 use fieldnotes_sync::DocumentId;
-use sha2::{Digest, Sha256};
 use yew::Callback;
 
 use crate::idb::{Idb, StorageError, WriteOp};
@@ -42,12 +41,9 @@ impl Identity {
 }
 
 /// The team directory's document id, derived from the team id so every device finds the same
-/// directory without asking anyone (see `repo::genesis_directory`).
+/// directory without asking anyone (see `DirectoryDoc::genesis`).
 pub fn directory_id(team: &TeamId) -> String {
-    let digest = Sha256::digest(format!("fieldnotes team directory\n{}", team.as_str()));
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    DocumentId::from_bytes(bytes).to_string()
+    DocumentId::from_bytes(fieldnotes_model::team_directory_key(team)).to_string()
 }
 
 #[derive(Clone)]

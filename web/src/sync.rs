@@ -65,6 +65,11 @@ struct Inner {
     /// Documents the server says it does not have (not counted as still to download).
     unavailable: BTreeSet<DocumentId>,
     last_synced_millis: Option<i64>,
+    /// Work gathered while frames arrive, done once per burst by `settle` (rehydrating,
+    /// re-rendering and saving after every frame made a new device's first sync quadratic).
+    changed: BTreeSet<DocumentId>,
+    recount: BTreeSet<DocumentId>,
+    settle: Option<Timeout>,
     /// The phase last reported.
     phase: SyncPhase,
     states_dirty: bool,
@@ -126,6 +131,9 @@ impl SyncHandle {
                 pending: BTreeMap::new(),
                 unavailable: BTreeSet::new(),
                 last_synced_millis: saved.last_synced_millis,
+                changed: BTreeSet::new(),
+                recount: BTreeSet::new(),
+                settle: None,
                 phase: SyncPhase::Connecting,
                 states_dirty: false,
                 self_ref: self_ref.clone(),
@@ -319,8 +327,6 @@ impl Inner {
                 return;
             }
         };
-        let mut changed = Vec::new();
-        let mut recount = BTreeSet::new();
         for event in events {
             match event {
                 ClientEvent::Joined {
@@ -343,13 +349,13 @@ impl Inner {
                     }
                 }
                 ClientEvent::DocumentChanged { document_id } => {
-                    changed.push(document_id.to_string());
                     self.unavailable.remove(&document_id);
-                    recount.insert(document_id);
+                    self.changed.insert(document_id);
+                    self.recount.insert(document_id);
                 }
                 ClientEvent::ServerHeadsChanged { document_id } => {
                     self.states_dirty = true;
-                    recount.insert(document_id);
+                    self.recount.insert(document_id);
                 }
                 ClientEvent::DocumentUnavailable { document_id } => {
                     self.unavailable.insert(document_id);
@@ -360,12 +366,33 @@ impl Inner {
                 ClientEvent::Ephemeral { .. } => {}
             }
         }
+        // Replies go out at once so the exchange keeps moving; the rest waits for the burst.
+        self.send_queued();
+        if self.settle.is_none() {
+            let weak = self.self_ref.clone();
+            self.settle = Some(Timeout::new(0, move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.borrow_mut().settle();
+                }
+            }));
+        }
+    }
+
+    /// Once per burst of frames: re-read changed documents, follow new directory entries,
+    /// recount what waits, report, and save the sync states behind the changes.
+    fn settle(&mut self) {
+        self.settle = None;
+        let repo = self.repo.clone();
+        let changed: Vec<String> = std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|id| id.to_string())
+            .collect();
         if !changed.is_empty() {
             repo.borrow_mut().remote_changed(&changed);
             // The directory may list accounts this device has not seen yet.
             self.open_documents(&BTreeMap::new());
         }
-        for id in recount {
+        for id in std::mem::take(&mut self.recount) {
             let mut repo = repo.borrow_mut();
             let doc = Repo::document_mut(&mut repo, &id.to_string());
             let pending = self.client.pending_change_count(&id, doc);

@@ -15,7 +15,7 @@ use crate::document::{
     Editor, SCHEMA_VERSION, any_true, check_header, edit, ensure_map, get_map, load_doc, new_doc,
 };
 use crate::error::ModelError;
-use crate::ids::{AccountId, TeamId};
+use crate::ids::{AccountId, TeamId, UserId};
 
 const KIND: &str = "directory";
 
@@ -85,6 +85,20 @@ pub struct DirectoryDoc {
     doc: AutoCommit,
 }
 
+/// The user id of the genesis change of every team directory.
+const GENESIS_USER: &str = "fieldnotes";
+
+/// The 16 bytes of the team directory's document id, the same on every device, so a new device
+/// finds its team's accounts without asking anyone. (Wrap them in the sync crate's
+/// `DocumentId::from_bytes`.)
+pub fn team_directory_key(team: &TeamId) -> [u8; 16] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("fieldnotes team directory\n{}", team.as_str()));
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 impl DirectoryDoc {
     pub fn create(
         editor: &Editor,
@@ -103,6 +117,21 @@ impl DirectoryDoc {
             Ok(())
         })?;
         Ok(DirectoryDoc { doc })
+    }
+
+    /// The team's directory as every device first creates it, then edited as `editor`.
+    ///
+    /// The first change is made with a fixed actor, time and content, so it is byte-identical
+    /// on every device: directories created offline on two phones share that change as their
+    /// root and merge into one directory, instead of two whose `accounts` maps compete.
+    pub fn genesis(editor: &Editor, team: &TeamId) -> Result<DirectoryDoc, ModelError> {
+        let genesis_editor = Editor::new(UserId::new(GENESIS_USER), &[0u8; 16])?;
+        let created = DirectoryDoc::create(&genesis_editor, team.clone(), 0)?;
+        Ok(DirectoryDoc::from_automerge(editor, created.doc))
+    }
+
+    pub fn into_automerge(self) -> AutoCommit {
+        self.doc
     }
 
     pub fn load(editor: &Editor, bytes: &[u8]) -> Result<DirectoryDoc, ModelError> {

@@ -109,7 +109,9 @@ pub use account::{
     hydrate_account,
 };
 pub use attribution::{HistoryEntry, actor_for, history, user_of_actor};
-pub use directory::{AccountSummary, Directory, DirectoryDoc, hydrate_directory};
+pub use directory::{
+    AccountSummary, Directory, DirectoryDoc, hydrate_directory, team_directory_key,
+};
 pub use document::{Editor, SCHEMA_VERSION};
 pub use driver::{DriverKey, Strength, UsualDriver};
 pub use error::ModelError;

@@ -19,6 +19,7 @@ function arg(name, dflt) {
 }
 const DOCS = Number(arg("--docs", process.env.BENCH_DOCS || 1000))
 const ONLY = arg("--only", null)
+const PULL_CONCURRENCY = Number(arg("--pull-concurrency", 32))
 
 /** A TCP proxy on 127.0.0.1 that counts bytes in both directions. */
 async function countingProxy(targetPort) {
@@ -93,7 +94,7 @@ async function runOne(kind) {
         assert.deepEqual(toJSON(h.doc()), e.json, `content of ${e.url}`)
       }
     }
-    await Promise.all(Array.from({ length: 32 }, worker))
+    await Promise.all(Array.from({ length: PULL_CONCURRENCY }, worker))
     const pullMs = performance.now() - t1
     await puller.close()
     await sleep(200)

@@ -332,3 +332,71 @@ async fn shutdown_closes_open_sockets() {
         other => panic!("expected a going-away close, got {other:?}"),
     }
 }
+
+/// The interop proof for our own client: one engine-driven client pushes 100 real
+/// account documents (the domain model's), a fresh client with nothing stored pulls every one,
+/// and each hydrates to the same account.
+#[tokio::test]
+async fn our_client_pushes_100_accounts_and_a_fresh_client_pulls_every_one() {
+    use fieldnotes_model::{
+        AccountDoc, AccountId, DriverKey, Editor, NewAccount, NewNote, NoteId, Strength, TeamId,
+        UserId, UsualDriver, hydrate_account,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(options(data.path())).await;
+    let editor = Editor::new(UserId::new("ann"), &[7; 16]).unwrap();
+
+    let mut pusher = TestClient::connect(&server, "pusher").await;
+    let mut ids = Vec::new();
+    for i in 0..100u8 {
+        let id = DocumentId::from_bytes([i; 16]);
+        let mut account = AccountDoc::create(
+            editor.clone(),
+            NewAccount {
+                id: AccountId::new(id.to_string()),
+                team: TeamId::new("north"),
+                name: format!("Account {i}"),
+                branch: "North".into(),
+                area: "Riverside".into(),
+            },
+            1_000,
+        )
+        .unwrap();
+        let delivery = DriverKey::usual(UsualDriver::Delivery);
+        account
+            .set_driver(&delivery, Strength::STRONG, "vans on time", 1_001)
+            .unwrap();
+        account
+            .splice_value_proposition(0, 0, "We keep you stocked.", 1_002)
+            .unwrap();
+        for n in 0..7u8 {
+            account
+                .add_note(
+                    NewNote {
+                        id: NoteId::from_random(&[i, n, 1, 2, 3, 4, 5, 6]),
+                        text: format!("visit {n}"),
+                        drivers: vec![delivery.clone()],
+                        objections: vec![],
+                    },
+                    2_000 + i64::from(n),
+                )
+                .unwrap();
+        }
+        let mut doc = account.into_automerge();
+        pusher.engine.sync_document(id, &mut doc);
+        pusher.docs.insert(id, doc);
+        ids.push(id);
+    }
+    pusher.flush().await;
+    for id in &ids {
+        pusher.wait_synced(*id).await;
+    }
+
+    let mut puller = TestClient::connect(&server, "puller").await;
+    for id in &ids {
+        let pulled = puller.fetch(*id).await;
+        let original = hydrate_account(&pusher.docs[id]).unwrap();
+        assert_eq!(hydrate_account(&pulled).unwrap(), original, "document {id}");
+    }
+    server.stop().await;
+}

@@ -157,10 +157,11 @@ async fn concurrent_edits_from_two_clients_converge() {
 }
 
 #[tokio::test]
-async fn data_survives_a_graceful_restart_and_a_kill9_after_acknowledgement() {
+async fn data_survives_a_graceful_restart_a_reconnect_and_a_kill9_after_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
-    let mut p = Peer::join(&server.ws_url(), &new_peer_id("writer")).await;
+    let writer = new_peer_id("writer");
+    let mut p = Peer::join(&server.ws_url(), &writer).await;
     let id1 = new_doc_id();
     let mut d1 = common::account_doc(1, 9);
     p.push(&id1, &mut d1, &mut sync::State::new()).await.unwrap();
@@ -169,10 +170,14 @@ async fn data_survives_a_graceful_restart_and_a_kill9_after_acknowledgement() {
     assert!(!server.is_alive());
 
     let mut server = Server::start(dir.path());
-    let mut p = Peer::join(&server.ws_url(), &new_peer_id("writer")).await;
     let (r, got) = fresh_pull(&server.ws_url(), &id1, Some(&d1.get_heads())).await;
     assert_eq!(r, Synced::Done);
     assert!(same_content(&d1, &got), "content after graceful restart");
+    // the writer reconnects with the same peer id and keeps editing the same document
+    let mut p = Peer::join(&server.ws_url(), &writer).await;
+    d1.put(ROOT, "afterRestart", true).unwrap();
+    d1.commit();
+    p.push(&id1, &mut d1, &mut sync::State::new()).await.unwrap_or_else(|e| panic!("push after reconnect: {e}"));
 
     // acknowledged, then SIGKILL straight away: must still be there
     let id2 = new_doc_id();

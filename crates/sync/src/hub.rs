@@ -40,6 +40,12 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// After this many stored chunks a document is compacted into one snapshot.
 pub const DEFAULT_COMPACTION_THRESHOLD: usize = 64;
 
+/// How many documents stay in memory at once. Beyond it the least recently used ones are
+/// unloaded after their batch committed, even while peers keep them open: their peers' sync
+/// states are in the store, and a document is loaded again when a message needs it. Memory
+/// then stays bounded however many documents a peer syncs.
+pub const DEFAULT_MAX_LOADED_DOCUMENTS: usize = 64;
+
 /// Ephemeral sessions not heard from for this long are forgotten.
 const EPHEMERAL_SESSION_TTL_MS: u64 = 10 * 60 * 1000;
 /// Ephemeral sessions remembered per connection before old ones are pruned.
@@ -128,6 +134,7 @@ pub struct HubConfig {
     pub server_storage_id: StorageId,
     pub max_frame_bytes: usize,
     pub compaction_threshold: usize,
+    pub max_loaded_documents: usize,
 }
 
 impl HubConfig {
@@ -137,6 +144,7 @@ impl HubConfig {
             server_storage_id,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             compaction_threshold: DEFAULT_COMPACTION_THRESHOLD,
+            max_loaded_documents: DEFAULT_MAX_LOADED_DOCUMENTS,
         }
     }
 }
@@ -157,6 +165,7 @@ pub struct HubCounters {
     pub compactions: u64,
     pub storage_failures: u64,
     pub batches_committed: u64,
+    pub documents_evicted: u64,
 }
 
 struct JoinedPeer {
@@ -185,6 +194,8 @@ struct LoadedDocument {
     /// Chunks in the store for this document, to decide when to compact.
     stored_chunks: usize,
     peers: BTreeMap<ConnectionId, PeerSync>,
+    /// The hub's frame counter when a message last used it, for eviction.
+    last_used: u64,
 }
 
 #[derive(Default)]
@@ -206,6 +217,8 @@ pub struct Hub<S: DocStore> {
     batch: Batch,
     counters: HubCounters,
     last_storage_error: Option<String>,
+    /// Counts frames, to order documents by last use.
+    clock: u64,
 }
 
 impl<S: DocStore> Hub<S> {
@@ -221,6 +234,7 @@ impl<S: DocStore> Hub<S> {
             batch: Batch::default(),
             counters: HubCounters::default(),
             last_storage_error: None,
+            clock: 0,
         }
     }
 
@@ -275,6 +289,7 @@ impl<S: DocStore> Hub<S> {
     /// One binary frame from a socket. `now_ms` is the shell's clock in
     /// milliseconds; it only ages out ephemeral-message bookkeeping.
     pub fn handle_frame(&mut self, connection: ConnectionId, frame: &[u8], now_ms: u64) {
+        self.clock += 1;
         self.counters.frames_in += 1;
         self.counters.bytes_in += frame.len() as u64;
         if !self.connections.contains_key(&connection) {
@@ -338,6 +353,7 @@ impl<S: DocStore> Hub<S> {
             match self.store.commit() {
                 Ok(()) => {
                     self.counters.batches_committed += 1;
+                    self.evict_least_recently_used(&batch.touched_documents);
                     let effects = std::mem::take(&mut self.pending);
                     self.count_outgoing(&effects);
                     return effects;
@@ -372,6 +388,27 @@ impl<S: DocStore> Hub<S> {
         }
         self.count_outgoing(&effects);
         effects
+    }
+
+    /// Unloads the least recently used documents beyond the limit. Only after a commit: what
+    /// they hold is in the store, including every durable peer's sync state.
+    fn evict_least_recently_used(&mut self, keep: &BTreeSet<DocumentId>) {
+        let limit = self.config.max_loaded_documents.max(1);
+        if self.documents.len() <= limit {
+            return;
+        }
+        let mut by_age: Vec<(u64, DocumentId)> = self
+            .documents
+            .iter()
+            .filter(|(id, _)| !keep.contains(*id))
+            .map(|(id, loaded)| (loaded.last_used, *id))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self.documents.len() - limit;
+        for (_, id) in by_age.into_iter().take(excess) {
+            self.documents.remove(&id);
+            self.counters.documents_evicted += 1;
+        }
     }
 
     fn count_outgoing(&mut self, effects: &[Effect]) {
@@ -563,14 +600,50 @@ impl<S: DocStore> Hub<S> {
                 self.send_unavailable(connection, peer_id, document_id);
                 return;
             }
+            // Peers that opened it before it was unloaded get their stored sync state back,
+            // so changes from this message still reach them.
+            let mut peers = BTreeMap::new();
+            let reopened: Vec<(ConnectionId, Option<StorageId>)> = self
+                .connections
+                .iter()
+                .filter(|(id, state)| {
+                    **id != connection && state.open_documents.contains(&document_id)
+                })
+                .map(|(id, state)| {
+                    (
+                        *id,
+                        state.joined.as_ref().and_then(|j| j.storage_id.clone()),
+                    )
+                })
+                .collect();
+            for (other, storage_id) in reopened {
+                let persisted = match &storage_id {
+                    Some(storage_id) => {
+                        match self.store.load_sync_state(&document_id, storage_id) {
+                            Ok(bytes) => bytes,
+                            Err(error) => return self.storage_failed(connection, error),
+                        }
+                    }
+                    None => None,
+                };
+                let state = persisted
+                    .as_deref()
+                    .and_then(|bytes| sync::State::decode(bytes).ok())
+                    .unwrap_or_default();
+                peers.insert(other, PeerSync { state, persisted });
+            }
             self.documents.insert(
                 document_id,
                 LoadedDocument {
                     doc,
                     stored_chunks,
-                    peers: BTreeMap::new(),
+                    peers,
+                    last_used: self.clock,
                 },
             );
+        }
+        if let Some(loaded) = self.documents.get_mut(&document_id) {
+            loaded.last_used = self.clock;
         }
         // Touched from here on: if the batch fails to store, the document is
         // unloaded, so none of it can stay in memory without its peers.

@@ -110,9 +110,20 @@ struct Network {
 
 impl Network {
     fn new(seed: u64, clients: usize, compaction_threshold: usize) -> Self {
+        Self::with_max_loaded(seed, clients, compaction_threshold, usize::MAX)
+    }
+
+    /// `max_loaded`: how many documents the hub keeps in memory (1 evicts after every batch).
+    fn with_max_loaded(
+        seed: u64,
+        clients: usize,
+        compaction_threshold: usize,
+        max_loaded: usize,
+    ) -> Self {
         let store = MemoryStore::new();
         let mut config = HubConfig::new(PeerId::from("hub"), StorageId::from("hub-storage"));
         config.compaction_threshold = compaction_threshold;
+        config.max_loaded_documents = max_loaded;
         let hub = Hub::new(store.clone(), config);
         let clients = (0..clients)
             .map(|i| SimClient {
@@ -281,7 +292,9 @@ fn run_random_scenario(seed: u64) {
     let mut rng = Rng(seed);
     let client_count = 2 + rng.below(3);
     let docs: Vec<DocumentId> = (1..=3).map(doc_id).collect();
-    let mut net = Network::new(seed, client_count, 8);
+    // Odd seeds keep one document in memory, so every batch evicts and reloads.
+    let max_loaded = if seed % 2 == 1 { 1 } else { usize::MAX };
+    let mut net = Network::with_max_loaded(seed, client_count, 8, max_loaded);
     for i in 0..client_count {
         net.connect(i);
     }
@@ -357,6 +370,13 @@ fn run_random_scenario(seed: u64) {
     }
     // Only connected clients' documents stay loaded.
     assert!(net.hub.loaded_document_count() <= docs.len());
+    if max_loaded == 1 && docs.len() > 1 {
+        assert!(
+            net.hub.counters().documents_evicted > 0,
+            "seed {seed}: the scenario exercised eviction"
+        );
+        assert!(net.hub.loaded_document_count() <= 1, "seed {seed}");
+    }
 }
 
 #[test]

@@ -37,7 +37,10 @@ fn chunks_above(server: &Server, old: u64) -> u64 {
         if n > old {
             return n;
         }
-        assert!(std::time::Instant::now() < deadline, "an acknowledged push was not counted in fieldnotes_change_chunks_stored_total (still {n})");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an acknowledged push was not counted in fieldnotes_change_chunks_stored_total (still {n})"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -59,9 +62,20 @@ impl Scenario {
         let doc_id = new_doc_id();
         let mut doc = common::account_doc(11, 9);
         let mut state = sync::State::new();
-        bystander.push(&doc_id, &mut doc, &mut state).await.expect("bystander push");
+        bystander
+            .push(&doc_id, &mut doc, &mut state)
+            .await
+            .expect("bystander push");
         let chunks_mark = chunks_above(&server, 0);
-        Scenario { server, _dir: dir, bystander, doc_id, doc, state, chunks_mark }
+        Scenario {
+            server,
+            _dir: dir,
+            bystander,
+            doc_id,
+            doc,
+            state,
+            chunks_mark,
+        }
     }
 
     fn url(&self) -> String {
@@ -70,28 +84,54 @@ impl Scenario {
 
     /// After the attack: server alive, stored data unchanged, bystander still syncs.
     async fn assert_healthy(&mut self, what: &str, untouched_doc: Option<&str>) {
-        assert!(self.server.is_alive(), "{what}: the server process died; log:\n{}", self.server.stderr_tail());
+        assert!(
+            self.server.is_alive(),
+            "{what}: the server process died; log:\n{}",
+            self.server.stderr_tail()
+        );
         let heads = self.doc.get_heads();
         let (r, got) = fresh_pull(&self.url(), &self.doc_id, Some(&heads)).await;
-        assert_eq!(r, Synced::Done, "{what}: bystander's document must still be there");
-        assert_eq!(common::content(&got), common::content(&self.doc), "{what}: bystander's document changed");
+        assert_eq!(
+            r,
+            Synced::Done,
+            "{what}: bystander's document must still be there"
+        );
+        assert_eq!(
+            common::content(&got),
+            common::content(&self.doc),
+            "{what}: bystander's document changed"
+        );
         // the bad input's batch was handled (and counted) before this pull's batch was
-        assert_eq!(stored_chunks(&self.server), self.chunks_mark, "{what}: the bad input made the server store change chunks");
+        assert_eq!(
+            stored_chunks(&self.server),
+            self.chunks_mark,
+            "{what}: the bad input made the server store change chunks"
+        );
         if let Some(id) = untouched_doc {
             let (r, _) = fresh_pull(&self.url(), id, None).await;
-            assert_eq!(r, Synced::Unavailable, "{what}: the document named by the bad input must not have been stored");
+            assert_eq!(
+                r,
+                Synced::Unavailable,
+                "{what}: the document named by the bad input must not have been stored"
+            );
         }
         // the connection opened beforehand still syncs a new edit
         self.doc.put(ROOT, "afterAttack", what).unwrap();
         self.doc.commit();
         let (id, doc, st) = (&self.doc_id, &mut self.doc, &mut self.state);
-        self.bystander
-            .push(id, doc, st)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: bystander can no longer sync: {e}\nserver log:\n{}", self.server.stderr_tail()));
+        self.bystander.push(id, doc, st).await.unwrap_or_else(|e| {
+            panic!(
+                "{what}: bystander can no longer sync: {e}\nserver log:\n{}",
+                self.server.stderr_tail()
+            )
+        });
         let heads: Vec<ChangeHash> = self.doc.get_heads();
         let (r, _) = fresh_pull(&self.url(), &self.doc_id, Some(&heads)).await;
-        assert_eq!(r, Synced::Done, "{what}: the bystander's new edit reached the server");
+        assert_eq!(
+            r,
+            Synced::Done,
+            "{what}: the bystander's new edit reached the server"
+        );
         self.chunks_mark = chunks_above(&self.server, self.chunks_mark);
     }
 }
@@ -106,34 +146,56 @@ async fn expect_error_or_close(ws: &mut Ws, what: &str, sent_hex: &str) -> Strin
                 got_error = Some(m.to_string());
                 // the server may keep the socket or close it: give it a moment either way
                 match raw::recv(ws, Duration::from_millis(500)).await {
-                    Recv::Closed(c) => return format!("error {} then closed {c:?}", got_error.unwrap()),
+                    Recv::Closed(c) => {
+                        return format!("error {} then closed {c:?}", got_error.unwrap());
+                    }
                     _ => return format!("error {}", got_error.unwrap()),
                 }
             }
-            Recv::Msg(m) if matches!(m.get_str("type"), Some("sync" | "request" | "remote-heads-changed")) => continue,
-            Recv::Msg(m) => panic!("{what}: expected an error message or a close, got {m} (sent {sent_hex})"),
+            Recv::Msg(m)
+                if matches!(
+                    m.get_str("type"),
+                    Some("sync" | "request" | "remote-heads-changed")
+                ) =>
+            {
+                continue;
+            }
+            Recv::Msg(m) => {
+                panic!("{what}: expected an error message or a close, got {m} (sent {sent_hex})")
+            }
             Recv::Garbage(g) => panic!("{what}: server sent a frame that is not CBOR: {g}"),
             Recv::Closed(c) => return format!("closed {c:?}"),
             Recv::Timeout => break,
         }
     }
-    panic!("{what}: no error message and no close within 5 s after sending {sent_hex} (error seen: {got_error:?})");
+    panic!(
+        "{what}: no error message and no close within 5 s after sending {sent_hex} (error seen: {got_error:?})"
+    );
 }
 
 fn short_hex(b: &[u8]) -> String {
-    if b.len() > 80 { format!("{}…({} bytes)", cbor::hex(&b[..80]), b.len()) } else { cbor::hex(b) }
+    if b.len() > 80 {
+        format!("{}…({} bytes)", cbor::hex(&b[..80]), b.len())
+    } else {
+        cbor::hex(b)
+    }
 }
 
 #[tokio::test]
 async fn invalid_cbor_gets_error_or_close() {
     let mut s = Scenario::new().await;
     let mut p = Peer::join(&s.url(), &new_peer_id("bad-cbor")).await;
-    for frame in [cbor::unhex("ff0013"), cbor::unhex("b90005647479"), vec![0x1c]] {
+    for frame in [
+        cbor::unhex("ff0013"),
+        cbor::unhex("b90005647479"),
+        vec![0x1c],
+    ] {
         let sent = short_hex(&frame);
         let _ = raw::try_send_raw(&mut p.ws, frame).await;
         let outcome = expect_error_or_close(&mut p.ws, "invalid CBOR", &sent).await;
         eprintln!("invalid CBOR {sent}: {outcome}");
-        s.assert_healthy(&format!("invalid CBOR {sent}"), None).await;
+        s.assert_healthy(&format!("invalid CBOR {sent}"), None)
+            .await;
         p = Peer::join(&s.url(), &new_peer_id("bad-cbor")).await;
     }
 }
@@ -144,17 +206,27 @@ async fn unknown_message_type_gets_error_or_close() {
     let mut p = Peer::join(&s.url(), &new_peer_id("unknown-type")).await;
     let target = new_doc_id();
     let mut d = common::account_doc(21, 3);
-    let msg = raw::doc_msg("frobnicate", &p.id, &p.server_id, &target, raw::changes_message(&mut d));
+    let msg = raw::doc_msg(
+        "frobnicate",
+        &p.id,
+        &p.server_id,
+        &target,
+        raw::changes_message(&mut d),
+    );
     let bytes = cbor::encode(&msg);
     let sent = short_hex(&bytes);
     raw::send_raw(&mut p.ws, bytes).await;
     let outcome = expect_error_or_close(&mut p.ws, "unknown message type", &sent).await;
     eprintln!("unknown type: {outcome}");
-    s.assert_healthy("unknown message type", Some(&target)).await;
+    s.assert_healthy("unknown message type", Some(&target))
+        .await;
 
     // a map without any type at all
     let mut p = Peer::join(&s.url(), &new_peer_id("no-type")).await;
-    let msg = Value::map([("senderId", Value::text(p.id.clone())), ("targetId", Value::text(p.server_id.clone()))]);
+    let msg = Value::map([
+        ("senderId", Value::text(p.id.clone())),
+        ("targetId", Value::text(p.server_id.clone())),
+    ]);
     let bytes = cbor::encode(&msg);
     let sent = short_hex(&bytes);
     raw::send_raw(&mut p.ws, bytes).await;
@@ -190,7 +262,12 @@ async fn a_frame_over_the_size_limit_gets_error_or_close() {
     let target = new_doc_id();
     // a genuine document whose sync message is over the limit
     let mut d = AutoCommit::new();
-    d.put(ROOT, "attachment", automerge::ScalarValue::Bytes(noise(LIMIT + (256 << 10), 0x9e3779b97f4a7c15))).unwrap();
+    d.put(
+        ROOT,
+        "attachment",
+        automerge::ScalarValue::Bytes(noise(LIMIT + (256 << 10), 0x9e3779b97f4a7c15)),
+    )
+    .unwrap();
     d.commit();
     let data = raw::changes_message(&mut d);
     assert!(data.len() > LIMIT, "sync data is {} bytes", data.len());
@@ -209,18 +286,31 @@ async fn a_frame_over_the_size_limit_gets_error_or_close() {
     let mut p = Peer::join(&s.url(), &new_peer_id("big-ok")).await;
     let ok_id = new_doc_id();
     let mut d = AutoCommit::new();
-    d.put(ROOT, "attachment", automerge::ScalarValue::Bytes(noise(LIMIT - (512 << 10), 7))).unwrap();
+    d.put(
+        ROOT,
+        "attachment",
+        automerge::ScalarValue::Bytes(noise(LIMIT - (512 << 10), 7)),
+    )
+    .unwrap();
     d.commit();
     p.push(&ok_id, &mut d, &mut sync::State::new())
         .await
-        .unwrap_or_else(|e| panic!("a {} KiB document (under the 8 MiB limit) must sync: {e}", (LIMIT - (512 << 10)) >> 10));
+        .unwrap_or_else(|e| {
+            panic!(
+                "a {} KiB document (under the 8 MiB limit) must sync: {e}",
+                (LIMIT - (512 << 10)) >> 10
+            )
+        });
 }
 
 #[tokio::test]
 async fn invalid_automerge_sync_data_gets_error_or_close() {
     let mut s = Scenario::new().await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("garbage bytes", b"this is not an automerge sync message".to_vec()),
+        (
+            "garbage bytes",
+            b"this is not an automerge sync message".to_vec(),
+        ),
         ("empty data", vec![]),
         ("truncated sync message", {
             let mut d = common::account_doc(31, 4);
@@ -271,7 +361,13 @@ async fn a_message_before_join_gets_error_or_close_and_stores_nothing() {
     let target = new_doc_id();
     let mut d = common::account_doc(41, 5);
     // a perfectly valid sync message carrying a whole document - but no join first
-    let bytes = cbor::encode(&raw::doc_msg("sync", "early-bird", &s.bystander.server_id, &target, raw::changes_message(&mut d)));
+    let bytes = cbor::encode(&raw::doc_msg(
+        "sync",
+        "early-bird",
+        &s.bystander.server_id,
+        &target,
+        raw::changes_message(&mut d),
+    ));
     let sent = short_hex(&bytes);
     raw::send_raw(&mut ws, bytes).await;
     let outcome = expect_error_or_close(&mut ws, "sync before join", &sent).await;
@@ -281,8 +377,18 @@ async fn a_message_before_join_gets_error_or_close_and_stores_nothing() {
     // a request before join must not be answered with document data either
     let mut ws = raw::connect(&s.url()).await;
     let mut empty = AutoCommit::new();
-    let req = empty.sync().generate_sync_message(&mut sync::State::new()).unwrap().encode();
-    let bytes = cbor::encode(&raw::doc_msg("request", "early-bird-2", &s.bystander.server_id, &s.doc_id, req));
+    let req = empty
+        .sync()
+        .generate_sync_message(&mut sync::State::new())
+        .unwrap()
+        .encode();
+    let bytes = cbor::encode(&raw::doc_msg(
+        "request",
+        "early-bird-2",
+        &s.bystander.server_id,
+        &s.doc_id,
+        req,
+    ));
     let sent = short_hex(&bytes);
     raw::send_raw(&mut ws, bytes).await;
     let outcome = expect_error_or_close(&mut ws, "request before join", &sent).await;
@@ -302,15 +408,27 @@ async fn an_unsupported_protocol_version_gets_error_and_close() {
     let first = raw::recv(&mut ws, Duration::from_secs(5)).await;
     match &first {
         Recv::Msg(m) => {
-            assert_eq!(m.get_str("type"), Some("error"), "answer to join with versions [\"2\"]: {m}");
+            assert_eq!(
+                m.get_str("type"),
+                Some("error"),
+                "answer to join with versions [\"2\"]: {m}"
+            );
             assert!(m.get_str("message").is_some(), "error.message: {m}");
-            assert_eq!(m.get_str("targetId"), Some("from-the-future"), "error.targetId: {m}");
+            assert_eq!(
+                m.get_str("targetId"),
+                Some("from-the-future"),
+                "error.targetId: {m}"
+            );
         }
-        other => panic!("expected an error message after an unsupported join ({sent}), got {other:?}"),
+        other => {
+            panic!("expected an error message after an unsupported join ({sent}), got {other:?}")
+        }
     }
     match raw::recv(&mut ws, Duration::from_secs(5)).await {
         Recv::Closed(_) => {}
-        other => panic!("the socket must be closed after the unsupported-version error, got {other:?}"),
+        other => {
+            panic!("the socket must be closed after the unsupported-version error, got {other:?}")
+        }
     }
     s.assert_healthy("unsupported protocol version", None).await;
 

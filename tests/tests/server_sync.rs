@@ -34,23 +34,41 @@ async fn join_is_answered_with_peer_and_a_storage_id_stable_across_restarts() {
     raw::send_raw(&mut ws, captured_join).await;
     let a = Peer::expect_peer(ws, "client-A").await;
     let waited = sent_at.elapsed();
-    assert!(waited < Duration::from_secs(1), "peer must answer join within 1 s (the JS client gives up then), took {waited:?}");
-    let storage_id = a.server_storage_id.clone().expect("server peerMetadata.storageId must be a string");
+    assert!(
+        waited < Duration::from_secs(1),
+        "peer must answer join within 1 s (the JS client gives up then), took {waited:?}"
+    );
+    let storage_id = a
+        .server_storage_id
+        .clone()
+        .expect("server peerMetadata.storageId must be a string");
     assert!(!storage_id.is_empty());
     a.close().await;
 
     // a join without supportedProtocolVersions is treated as version 1
     let mut ws = raw::connect(&server.ws_url()).await;
-    let minimal = Value::map([("type", Value::text("join")), ("senderId", Value::text("raw-2")), ("peerMetadata", Value::map::<&str>([]))]);
+    let minimal = Value::map([
+        ("type", Value::text("join")),
+        ("senderId", Value::text("raw-2")),
+        ("peerMetadata", Value::map::<&str>([])),
+    ]);
     raw::send_value(&mut ws, &minimal).await;
     let b = Peer::expect_peer(ws, "raw-2").await;
-    assert_eq!(b.server_storage_id.as_deref(), Some(storage_id.as_str()), "same storageId for every connection");
+    assert_eq!(
+        b.server_storage_id.as_deref(),
+        Some(storage_id.as_str()),
+        "same storageId for every connection"
+    );
     b.close().await;
 
     server.stop();
     let server = Server::start(dir.path());
     let c = Peer::join(&server.ws_url(), &new_peer_id("after-restart")).await;
-    assert_eq!(c.server_storage_id.as_deref(), Some(storage_id.as_str()), "storageId must survive a restart");
+    assert_eq!(
+        c.server_storage_id.as_deref(),
+        Some(storage_id.as_str()),
+        "storageId must survive a restart"
+    );
     c.close().await;
 }
 
@@ -73,19 +91,34 @@ async fn a_pushed_document_is_pulled_by_another_client() {
         let id = new_doc_id();
         let mut doc = common::account_doc(i, 9);
         let mut st = sync::State::new();
-        a.push(&id, &mut doc, &mut st).await.unwrap_or_else(|e| panic!("push {i}: {e}\nserver log:\n{}", server.stderr_tail()));
+        a.push(&id, &mut doc, &mut st)
+            .await
+            .unwrap_or_else(|e| panic!("push {i}: {e}\nserver log:\n{}", server.stderr_tail()));
         docs.push((id, doc));
     }
     let mut b = Peer::join(&server.ws_url(), &new_peer_id("puller")).await;
     for (id, doc) in docs.iter_mut() {
         let heads = doc.get_heads();
-        let (r, mut got, _) = b.pull(id, Some(&heads)).await.unwrap_or_else(|e| panic!("pull {id}: {e}"));
+        let (r, mut got, _) = b
+            .pull(id, Some(&heads))
+            .await
+            .unwrap_or_else(|e| panic!("pull {id}: {e}"));
         assert_eq!(r, Synced::Done);
         assert_eq!(sorted(got.get_heads()), sorted(heads));
-        assert!(same_content(doc, &got), "content of {id} differs after the round trip");
-        assert_eq!(got.save(), doc.save(), "saved bytes of {id} differ after the round trip");
+        assert!(
+            same_content(doc, &got),
+            "content of {id} differs after the round trip"
+        );
+        assert_eq!(
+            got.save(),
+            doc.save(),
+            "saved bytes of {id} differ after the round trip"
+        );
     }
-    assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0, "the server keeps its data in the data dir");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() > 0,
+        "the server keeps its data in the data dir"
+    );
     a.close().await;
     b.close().await;
 }
@@ -99,9 +132,22 @@ async fn an_unknown_document_is_answered_with_doc_unavailable() {
     let (r, mut doc, _) = p.pull(&id, None).await.unwrap();
     assert_eq!(r, Synced::Unavailable, "request for an unknown id");
     assert!(doc.get_heads().is_empty());
-    let m = p.seen.iter().rev().find(|m| m.get_str("documentId") == Some(id.as_str())).unwrap();
-    assert_eq!(m.get_str("targetId"), Some(p.id.as_str()), "doc-unavailable.targetId: {m}");
-    assert_eq!(m.get_str("senderId"), Some(p.server_id.as_str()), "doc-unavailable.senderId: {m}");
+    let m = p
+        .seen
+        .iter()
+        .rev()
+        .find(|m| m.get_str("documentId") == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(
+        m.get_str("targetId"),
+        Some(p.id.as_str()),
+        "doc-unavailable.targetId: {m}"
+    );
+    assert_eq!(
+        m.get_str("senderId"),
+        Some(p.server_id.as_str()),
+        "doc-unavailable.senderId: {m}"
+    );
 
     // and the same id can be created afterwards (doc-unavailable, then sync)
     let mut doc = common::account_doc(1, 3);
@@ -140,7 +186,9 @@ async fn concurrent_edits_from_two_clients_converge() {
     want.extend(doc_b.get_heads());
     let want = sorted(want);
 
-    let converged = |d: &mut AutoCommit, s: &sync::State| sorted(d.get_heads()) == want && s.their_heads.clone().map(sorted) == Some(want.clone());
+    let converged = |d: &mut AutoCommit, s: &sync::State| {
+        sorted(d.get_heads()) == want && s.their_heads.clone().map(sorted) == Some(want.clone())
+    };
     let t = Duration::from_secs(20);
     let (ra, rb) = tokio::join!(
         a.sync_doc(&id, &mut doc_a, &mut st_a, "sync", t, converged),
@@ -148,12 +196,21 @@ async fn concurrent_edits_from_two_clients_converge() {
     );
     ra.unwrap_or_else(|e| panic!("alice did not converge: {e}"));
     rb.unwrap_or_else(|e| panic!("bob did not converge: {e}"));
-    assert!(same_content(&doc_a, &doc_b), "both clients see the same document");
+    assert!(
+        same_content(&doc_a, &doc_b),
+        "both clients see the same document"
+    );
     let text = doc_a.text(&vp_a).unwrap();
-    assert!(text.contains("ALICE") && text.contains("BOB"), "both text edits kept: {text:?}");
+    assert!(
+        text.contains("ALICE") && text.contains("BOB"),
+        "both text edits kept: {text:?}"
+    );
 
     let (_, server_copy) = fresh_pull(&url, &id, Some(&want)).await;
-    assert!(same_content(&doc_a, &server_copy), "the server's copy converged too");
+    assert!(
+        same_content(&doc_a, &server_copy),
+        "the server's copy converged too"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +221,9 @@ async fn data_survives_a_graceful_restart_a_reconnect_and_a_kill9_after_acknowle
     let mut p = Peer::join(&server.ws_url(), &writer).await;
     let id1 = new_doc_id();
     let mut d1 = common::account_doc(1, 9);
-    p.push(&id1, &mut d1, &mut sync::State::new()).await.unwrap();
+    p.push(&id1, &mut d1, &mut sync::State::new())
+        .await
+        .unwrap();
     p.close().await;
     server.stop();
     assert!(!server.is_alive());
@@ -177,12 +236,16 @@ async fn data_survives_a_graceful_restart_a_reconnect_and_a_kill9_after_acknowle
     let mut p = Peer::join(&server.ws_url(), &writer).await;
     d1.put(ROOT, "afterRestart", true).unwrap();
     d1.commit();
-    p.push(&id1, &mut d1, &mut sync::State::new()).await.unwrap_or_else(|e| panic!("push after reconnect: {e}"));
+    p.push(&id1, &mut d1, &mut sync::State::new())
+        .await
+        .unwrap_or_else(|e| panic!("push after reconnect: {e}"));
 
     // acknowledged, then SIGKILL straight away: must still be there
     let id2 = new_doc_id();
     let mut d2 = common::account_doc(2, 9);
-    p.push(&id2, &mut d2, &mut sync::State::new()).await.unwrap();
+    p.push(&id2, &mut d2, &mut sync::State::new())
+        .await
+        .unwrap();
     server.kill9();
     drop(p);
     let server = Server::start(dir.path());
@@ -212,11 +275,17 @@ async fn a_second_join_with_the_same_peer_id_replaces_the_older_socket() {
             _ => continue,
         }
     }
-    assert!(closed, "the older socket of a re-joined peer id must be closed");
+    assert!(
+        closed,
+        "the older socket of a re-joined peer id must be closed"
+    );
     // and the newer one works
     let id = new_doc_id();
     let mut d = common::account_doc(3, 2);
-    second.push(&id, &mut d, &mut sync::State::new()).await.unwrap();
+    second
+        .push(&id, &mut d, &mut sync::State::new())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -227,19 +296,44 @@ async fn a_message_whose_sender_is_not_the_sockets_peer_is_dropped() {
     let id = new_doc_id();
     let mut d = common::account_doc(4, 3);
     // a message carrying every change of a new document, as from somebody else
-    let spoofed = raw::doc_msg("sync", "somebody-else", &p.server_id, &id, raw::changes_message(&mut d));
+    let spoofed = raw::doc_msg(
+        "sync",
+        "somebody-else",
+        &p.server_id,
+        &id,
+        raw::changes_message(&mut d),
+    );
     p.send(&spoofed).await;
     p.barrier().await;
     let (r, _) = fresh_pull(&server.ws_url(), &id, None).await;
-    assert_eq!(r, Synced::Unavailable, "a spoofed sync must not create the document");
+    assert_eq!(
+        r,
+        Synced::Unavailable,
+        "a spoofed sync must not create the document"
+    );
     // positive control: the very same message from the socket's own peer does create it
-    let honest = raw::doc_msg("sync", &p.id, &p.server_id, &id, raw::changes_message(&mut d));
+    let honest = raw::doc_msg(
+        "sync",
+        &p.id,
+        &p.server_id,
+        &id,
+        raw::changes_message(&mut d),
+    );
     p.send(&honest).await;
     p.wait_ack(&id, &d.get_heads(), Duration::from_secs(10))
         .await
-        .unwrap_or_else(|e| panic!("the server must acknowledge the honest message: {e}\nserver log:\n{}", server.stderr_tail()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "the server must acknowledge the honest message: {e}\nserver log:\n{}",
+                server.stderr_tail()
+            )
+        });
     let (r, got) = fresh_pull(&server.ws_url(), &id, Some(&d.get_heads())).await;
-    assert_eq!(r, Synced::Done, "the same changes from the real peer are stored");
+    assert_eq!(
+        r,
+        Synced::Done,
+        "the same changes from the real peer are stored"
+    );
     assert!(same_content(&d, &got));
 }
 
@@ -259,11 +353,16 @@ async fn ephemeral_messages_are_relayed_to_other_peers_of_the_document_once() {
     let id = new_doc_id();
     let mut a = Peer::join(&url, &new_peer_id("eph-a")).await;
     let mut doc = common::account_doc(9, 2);
-    a.push(&id, &mut doc, &mut sync::State::new()).await.unwrap();
+    a.push(&id, &mut doc, &mut sync::State::new())
+        .await
+        .unwrap();
     let mut b = Peer::join(&url, &new_peer_id("eph-b")).await;
     let _ = b.pull(&id, Some(&doc.get_heads())).await.unwrap();
 
-    let payload = cbor::encode(&Value::map([("typing", Value::Bool(true)), ("user", Value::text("alice"))]));
+    let payload = cbor::encode(&Value::map([
+        ("typing", Value::Bool(true)),
+        ("user", Value::text("alice")),
+    ]));
     let eph = |count: u64| {
         Value::map([
             ("type", Value::text("ephemeral")),
@@ -286,11 +385,27 @@ async fn ephemeral_messages_are_relayed_to_other_peers_of_the_document_once() {
             _ => break,
         }
     }
-    assert_eq!(relayed.len(), 1, "exactly one relayed ephemeral message (repeats dropped): {relayed:?}");
+    assert_eq!(
+        relayed.len(),
+        1,
+        "exactly one relayed ephemeral message (repeats dropped): {relayed:?}"
+    );
     let m = &relayed[0];
-    assert_eq!(m.get_str("senderId"), Some(a.id.as_str()), "relayed ephemeral keeps the origin as senderId: {m}");
-    assert_eq!(m.get_str("targetId"), Some(b.id.as_str()), "relayed ephemeral targets b: {m}");
+    assert_eq!(
+        m.get_str("senderId"),
+        Some(a.id.as_str()),
+        "relayed ephemeral keeps the origin as senderId: {m}"
+    );
+    assert_eq!(
+        m.get_str("targetId"),
+        Some(b.id.as_str()),
+        "relayed ephemeral targets b: {m}"
+    );
     assert_eq!(m.get_str("documentId"), Some(id.as_str()));
-    assert_eq!(m.get_bytes("data"), Some(&payload[..]), "payload relayed unchanged");
+    assert_eq!(
+        m.get_bytes("data"),
+        Some(&payload[..]),
+        "payload relayed unchanged"
+    );
     assert_eq!(m.get_str("sessionId"), Some("session-e2e"));
 }

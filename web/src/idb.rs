@@ -70,6 +70,9 @@ impl StorageError {
     }
 }
 
+/// A stored document: its id and its chunks `(sequence, bytes)` in sequence order.
+pub type StoredDocument = (String, Vec<(u32, Vec<u8>)>);
+
 /// One write inside a transaction.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
@@ -228,8 +231,8 @@ impl Idb {
         transaction.dyn_into()
     }
 
-    /// Every stored document's chunks, in one read: `(document, chunks in sequence order)`.
-    pub async fn all_documents(&self) -> Result<Vec<(String, Vec<(u32, Vec<u8>)>)>, StorageError> {
+    /// Every stored document's chunks, in one read.
+    pub async fn all_documents(&self) -> Result<Vec<StoredDocument>, StorageError> {
         let transaction = self
             .database()
             .transaction_with_str(CHUNKS)
@@ -242,7 +245,7 @@ impl Idb {
         let keys: Array = request_future(&keys_request).await?.unchecked_into();
         let values: Array = request_future(&values_request).await?.unchecked_into();
         // Keys come sorted by [document, sequence], so each document's chunks are adjacent.
-        let mut documents: Vec<(String, Vec<(u32, Vec<u8>)>)> = Vec::new();
+        let mut documents: Vec<StoredDocument> = Vec::new();
         for (key, value) in keys.iter().zip(values.iter()) {
             let key: Array = key.unchecked_into();
             let Some(document) = key.get(0).as_string() else {

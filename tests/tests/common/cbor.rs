@@ -28,11 +28,19 @@ impl Value {
     }
     /// A map with text keys, in the given order.
     pub fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
-        Value::Map(entries.into_iter().map(|(k, v)| (Value::Text(k.into()), v)).collect())
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::Text(k.into()), v))
+                .collect(),
+        )
     }
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Map(entries) => entries.iter().find(|(k, _)| matches!(k, Value::Text(t) if t == key)).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Text(t) if t == key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -61,7 +69,9 @@ impl fmt::Display for Value {
         match self {
             Value::Uint(n) => write!(f, "{n}"),
             Value::Nint(n) => write!(f, "{n}"),
-            Value::Bytes(b) if b.len() > 24 => write!(f, "h'{}…'({} bytes)", hex(&b[..24]), b.len()),
+            Value::Bytes(b) if b.len() > 24 => {
+                write!(f, "h'{}…'({} bytes)", hex(&b[..24]), b.len())
+            }
             Value::Bytes(b) => write!(f, "h'{}'", hex(b)),
             Value::Text(t) => write!(f, "{t:?}"),
             Value::Array(a) => {
@@ -100,8 +110,11 @@ pub fn hex(b: &[u8]) -> String {
 
 pub fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    assert!(s.len().is_multiple_of(2), "odd hex length");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 fn head(out: &mut Vec<u8>, major: u8, n: u64) {
@@ -271,7 +284,9 @@ fn item(input: &[u8], pos: &mut usize, depth: usize) -> Result<Value, DecodeErro
             if major == 2 {
                 Value::Bytes(acc)
             } else {
-                Value::Text(String::from_utf8(acc).map_err(|_| DecodeError("invalid utf-8".into()))?)
+                Value::Text(
+                    String::from_utf8(acc).map_err(|_| DecodeError("invalid utf-8".into()))?,
+                )
             }
         }
         (4, n) => {

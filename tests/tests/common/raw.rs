@@ -21,7 +21,12 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     for chunk in out.chunks_mut(8) {
         let mut h = RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
         let v = h.finish().to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
@@ -30,7 +35,9 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A fresh document id: 16 random bytes, base58check (as automerge-repo makes them).
 pub fn new_doc_id() -> String {
-    bs58::encode(random_bytes::<16>()).with_check().into_string()
+    bs58::encode(random_bytes::<16>())
+        .with_check()
+        .into_string()
 }
 
 pub fn new_peer_id(prefix: &str) -> String {
@@ -69,8 +76,17 @@ pub fn join_msg(peer_id: &str, versions: &[&str]) -> Value {
     Value::map([
         ("type", Value::text("join")),
         ("senderId", Value::text(peer_id)),
-        ("peerMetadata", Value::map([("storageId", Value::Undefined), ("isEphemeral", Value::Bool(true))])),
-        ("supportedProtocolVersions", Value::Array(versions.iter().map(|v| Value::text(*v)).collect())),
+        (
+            "peerMetadata",
+            Value::map([
+                ("storageId", Value::Undefined),
+                ("isEphemeral", Value::Bool(true)),
+            ]),
+        ),
+        (
+            "supportedProtocolVersions",
+            Value::Array(versions.iter().map(|v| Value::text(*v)).collect()),
+        ),
     ])
 }
 
@@ -106,15 +122,23 @@ pub async fn send_value(ws: &mut Ws, v: &Value) {
 }
 
 pub async fn send_raw(ws: &mut Ws, bytes: Vec<u8>) {
-    tokio::time::timeout(Duration::from_secs(20), ws.send(WsMessage::Binary(bytes.into())))
-        .await
-        .expect("send timed out")
-        .expect("send failed");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        ws.send(WsMessage::Binary(bytes.into())),
+    )
+    .await
+    .expect("send timed out")
+    .expect("send failed");
 }
 
 /// Like send_raw but tolerating a server that closes on us mid-send.
 pub async fn try_send_raw(ws: &mut Ws, bytes: Vec<u8>) -> Result<(), String> {
-    match tokio::time::timeout(Duration::from_secs(20), ws.send(WsMessage::Binary(bytes.into()))).await {
+    match tokio::time::timeout(
+        Duration::from_secs(20),
+        ws.send(WsMessage::Binary(bytes.into())),
+    )
+    .await
+    {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("send timed out".into()),
@@ -133,11 +157,15 @@ pub async fn recv(ws: &mut Ws, wait: Duration) -> Recv {
             Ok(Some(Ok(WsMessage::Binary(b)))) => {
                 return match cbor::decode(&b) {
                     Ok(v) => Recv::Msg(v),
-                    Err(e) => Recv::Garbage(format!("{e}; frame {}", cbor::hex(&b[..b.len().min(64)]))),
+                    Err(e) => {
+                        Recv::Garbage(format!("{e}; frame {}", cbor::hex(&b[..b.len().min(64)])))
+                    }
                 };
             }
             Ok(Some(Ok(WsMessage::Text(t)))) => return Recv::Garbage(format!("text frame {t:?}")),
-            Ok(Some(Ok(WsMessage::Close(c)))) => return Recv::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string()))),
+            Ok(Some(Ok(WsMessage::Close(c)))) => {
+                return Recv::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())));
+            }
             Ok(Some(Ok(_))) => continue,
         }
     }
@@ -159,12 +187,31 @@ impl Peer {
         };
         assert_eq!(m.get_str("type"), Some("peer"), "answer to join: {m}");
         assert_eq!(m.get_str("targetId"), Some(peer_id), "peer.targetId: {m}");
-        assert_eq!(m.get_str("selectedProtocolVersion"), Some("1"), "peer.selectedProtocolVersion: {m}");
-        let server_id = m.get_str("senderId").unwrap_or_else(|| panic!("peer.senderId missing: {m}")).to_string();
-        let meta = m.get("peerMetadata").unwrap_or_else(|| panic!("peer.peerMetadata missing: {m}"));
-        assert_eq!(meta.get("isEphemeral"), Some(&Value::Bool(false)), "server must not be ephemeral: {m}");
+        assert_eq!(
+            m.get_str("selectedProtocolVersion"),
+            Some("1"),
+            "peer.selectedProtocolVersion: {m}"
+        );
+        let server_id = m
+            .get_str("senderId")
+            .unwrap_or_else(|| panic!("peer.senderId missing: {m}"))
+            .to_string();
+        let meta = m
+            .get("peerMetadata")
+            .unwrap_or_else(|| panic!("peer.peerMetadata missing: {m}"));
+        assert_eq!(
+            meta.get("isEphemeral"),
+            Some(&Value::Bool(false)),
+            "server must not be ephemeral: {m}"
+        );
         let server_storage_id = meta.get_str("storageId").map(str::to_string);
-        Peer { ws, id: peer_id.to_string(), server_id, server_storage_id, seen: vec![m] }
+        Peer {
+            ws,
+            id: peer_id.to_string(),
+            server_id,
+            server_storage_id,
+            seen: vec![m],
+        }
     }
 
     pub async fn send(&mut self, v: &Value) {
@@ -215,9 +262,15 @@ impl Peer {
                     }
                     match m.get_str("type") {
                         Some("sync") | Some("request") => {
-                            let data = m.get_bytes("data").ok_or_else(|| format!("sync without data: {m}"))?;
-                            let sm = sync::Message::decode(data).map_err(|e| format!("server sent undecodable sync data ({e}): {m}"))?;
-                            doc.sync().receive_sync_message(state, sm).map_err(|e| format!("cannot apply server's sync message ({e}): {m}"))?;
+                            let data = m
+                                .get_bytes("data")
+                                .ok_or_else(|| format!("sync without data: {m}"))?;
+                            let sm = sync::Message::decode(data).map_err(|e| {
+                                format!("server sent undecodable sync data ({e}): {m}")
+                            })?;
+                            doc.sync().receive_sync_message(state, sm).map_err(|e| {
+                                format!("cannot apply server's sync message ({e}): {m}")
+                            })?;
                         }
                         Some("doc-unavailable") => return Ok(Synced::Unavailable),
                         Some("error") => return Err(format!("server sent error: {m}")),
@@ -238,48 +291,79 @@ impl Peer {
 
     /// Offer `doc` and wait until the server acknowledged it: a server sync message whose heads
     /// equal ours.
-    pub async fn push(&mut self, doc_id: &str, doc: &mut AutoCommit, state: &mut sync::State) -> Result<(), String> {
+    pub async fn push(
+        &mut self,
+        doc_id: &str,
+        doc: &mut AutoCommit,
+        state: &mut sync::State,
+    ) -> Result<(), String> {
         let r = self
-            .sync_doc(doc_id, doc, state, "sync", Duration::from_secs(20), |d, s| {
-                s.their_heads.clone().map(sorted) == Some(sorted(d.get_heads()))
-            })
+            .sync_doc(
+                doc_id,
+                doc,
+                state,
+                "sync",
+                Duration::from_secs(20),
+                |d, s| s.their_heads.clone().map(sorted) == Some(sorted(d.get_heads())),
+            )
             .await?;
         if r == Synced::Unavailable {
-            return Err(format!("server answered doc-unavailable while we pushed {doc_id}"));
+            return Err(format!(
+                "server answered doc-unavailable while we pushed {doc_id}"
+            ));
         }
         Ok(())
     }
 
     /// Ask for a document we do not have. With `expect`, done when our heads equal it; without,
     /// done once the server's heads are non-empty and we have them all.
-    pub async fn pull(&mut self, doc_id: &str, expect: Option<&[ChangeHash]>) -> Result<(Synced, AutoCommit, sync::State), String> {
+    pub async fn pull(
+        &mut self,
+        doc_id: &str,
+        expect: Option<&[ChangeHash]>,
+    ) -> Result<(Synced, AutoCommit, sync::State), String> {
         let mut doc = AutoCommit::new();
         let mut state = sync::State::new();
         let expect = expect.map(|h| sorted(h.to_vec()));
         let r = self
-            .sync_doc(doc_id, &mut doc, &mut state, "request", Duration::from_secs(20), |d, s| match &expect {
-                Some(e) => &sorted(d.get_heads()) == e,
-                None => {
-                    let ours = sorted(d.get_heads());
-                    !ours.is_empty() && s.their_heads.clone().map(sorted) == Some(ours)
-                }
-            })
+            .sync_doc(
+                doc_id,
+                &mut doc,
+                &mut state,
+                "request",
+                Duration::from_secs(20),
+                |d, s| match &expect {
+                    Some(e) => &sorted(d.get_heads()) == e,
+                    None => {
+                        let ours = sorted(d.get_heads());
+                        !ours.is_empty() && s.their_heads.clone().map(sorted) == Some(ours)
+                    }
+                },
+            )
             .await?;
         Ok((r, doc, state))
     }
 
     /// Wait for a server sync message about `doc_id` whose heads equal `heads` (an acknowledgement).
-    pub async fn wait_ack(&mut self, doc_id: &str, heads: &[ChangeHash], timeout: Duration) -> Result<(), String> {
+    pub async fn wait_ack(
+        &mut self,
+        doc_id: &str,
+        heads: &[ChangeHash],
+        timeout: Duration,
+    ) -> Result<(), String> {
         let want = sorted(heads.to_vec());
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv(left).await {
-                Recv::Msg(m) if m.get_str("documentId") == Some(doc_id) && m.get_str("type") == Some("sync") => {
-                    if let Some(Ok(sm)) = m.get_bytes("data").map(sync::Message::decode) {
-                        if sorted(sm.heads.clone()) == want {
-                            return Ok(());
-                        }
+                Recv::Msg(m)
+                    if m.get_str("documentId") == Some(doc_id)
+                        && m.get_str("type") == Some("sync") =>
+                {
+                    if let Some(Ok(sm)) = m.get_bytes("data").map(sync::Message::decode)
+                        && sorted(sm.heads.clone()) == want
+                    {
+                        return Ok(());
                     }
                 }
                 Recv::Msg(_) => continue,
@@ -293,9 +377,12 @@ impl Peer {
     pub async fn barrier(&mut self) {
         let id = new_doc_id();
         let mut d = AutoCommit::new();
-        automerge::transaction::Transactable::put(&mut d, automerge::ROOT, "barrier", true).unwrap();
+        automerge::transaction::Transactable::put(&mut d, automerge::ROOT, "barrier", true)
+            .unwrap();
         d.commit();
-        self.push(&id, &mut d, &mut sync::State::new()).await.unwrap_or_else(|e| panic!("barrier push failed: {e}"));
+        self.push(&id, &mut d, &mut sync::State::new())
+            .await
+            .unwrap_or_else(|e| panic!("barrier push failed: {e}"));
     }
 
     pub async fn close(mut self) {
@@ -304,9 +391,16 @@ impl Peer {
 }
 
 /// A fresh connection pulls `doc_id` and returns its content; panics on failure.
-pub async fn fresh_pull(url: &str, doc_id: &str, expect: Option<&[ChangeHash]>) -> (Synced, AutoCommit) {
+pub async fn fresh_pull(
+    url: &str,
+    doc_id: &str,
+    expect: Option<&[ChangeHash]>,
+) -> (Synced, AutoCommit) {
     let mut p = Peer::join(url, &new_peer_id("fresh")).await;
-    let (r, doc, _) = p.pull(doc_id, expect).await.unwrap_or_else(|e| panic!("fresh pull of {doc_id}: {e}"));
+    let (r, doc, _) = p
+        .pull(doc_id, expect)
+        .await
+        .unwrap_or_else(|e| panic!("fresh pull of {doc_id}: {e}"));
     p.close().await;
     (r, doc)
 }
@@ -317,11 +411,25 @@ pub fn changes_message(doc: &mut AutoCommit) -> Vec<u8> {
     let mut st = sync::State::new();
     let mut empty = AutoCommit::new();
     let mut est = sync::State::new();
-    let m1 = doc.sync().generate_sync_message(&mut st).expect("first message");
-    empty.sync().receive_sync_message(&mut est, m1).expect("empty peer receives");
-    let m2 = empty.sync().generate_sync_message(&mut est).expect("empty peer answers");
-    doc.sync().receive_sync_message(&mut st, m2).expect("doc receives");
-    let m3 = doc.sync().generate_sync_message(&mut st).expect("message with changes");
+    let m1 = doc
+        .sync()
+        .generate_sync_message(&mut st)
+        .expect("first message");
+    empty
+        .sync()
+        .receive_sync_message(&mut est, m1)
+        .expect("empty peer receives");
+    let m2 = empty
+        .sync()
+        .generate_sync_message(&mut est)
+        .expect("empty peer answers");
+    doc.sync()
+        .receive_sync_message(&mut st, m2)
+        .expect("doc receives");
+    let m3 = doc
+        .sync()
+        .generate_sync_message(&mut st)
+        .expect("message with changes");
     assert!(!m3.changes.is_empty(), "message carries changes");
     m3.encode()
 }

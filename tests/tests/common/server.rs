@@ -9,7 +9,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The server binary: `$FIELDNOTES_BIN` if set (must exist), else `target/debug/fieldnotes`, built
@@ -68,7 +71,10 @@ impl Server {
         let mut child = Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.reopen().expect("log file"))
@@ -90,7 +96,10 @@ impl Server {
             Ok(Err(e)) => panic!("reading the server's stdout failed: {e}"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("server did not print its listening line within 30 s; stderr:\n{}", read_tail(log.path()));
+                panic!(
+                    "server did not print its listening line within 30 s; stderr:\n{}",
+                    read_tail(log.path())
+                );
             }
         };
         let port = line
@@ -105,7 +114,12 @@ impl Server {
                     read_tail(log.path())
                 )
             });
-        Server { child, port, data_dir: data_dir.to_path_buf(), log }
+        Server {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
     }
 
     pub fn ws_url(&self) -> String {
@@ -138,7 +152,9 @@ impl Server {
 
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -159,7 +175,9 @@ impl Drop for Server {
 fn read_tail(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let start = s.len().saturating_sub(6000);
-    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
     s[start..].to_string()
 }
 
@@ -168,11 +186,21 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

@@ -188,6 +188,11 @@ impl Reducible for AppState {
 }
 
 impl AppState {
+    /// The account with this id, if this device has it.
+    pub fn account(&self, id: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.id.as_str() == id)
+    }
+
     /// The save line of the status bar.
     pub fn save_line(&self) -> String {
         match (&self.storage.error, self.storage.unsaved_changes) {

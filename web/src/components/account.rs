@@ -10,7 +10,7 @@ use yew::prelude::*;
 
 use crate::components::app::use_app;
 use crate::components::fields::{
-    StrengthPicker, TextArea, TextField, date, date_time, input_date, parse_input_date,
+    StrengthPicker, TextArea, TextField, date, date_time, input_date, parse_input_date, place,
 };
 use crate::platform::now_millis;
 use crate::services::new_item_id;
@@ -24,13 +24,7 @@ pub struct AccountProps {
 #[function_component(AccountScreen)]
 pub fn account_screen(props: &AccountProps) -> Html {
     let app = use_app();
-    let Some(account) = app
-        .state
-        .accounts
-        .iter()
-        .find(|a| a.id.as_str() == props.id)
-        .cloned()
-    else {
+    let Some(account) = app.state.account(&props.id).cloned() else {
         let services = app.services.clone();
         return html! {
             <main class="screen">
@@ -149,11 +143,7 @@ fn details(props: &SectionProps) -> Html {
             editing.set(true);
         })
     };
-    let place = [account.branch.as_str(), account.area.as_str()]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" · ");
+    let place = place(account);
     html! {
         <section class="account-head">
             <h1 data-testid="account-name">{ &account.name }</h1>

@@ -8,6 +8,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::components::app::use_app;
+use crate::components::fields::place;
 use crate::platform::now_millis;
 use crate::state::Route;
 
@@ -226,11 +227,7 @@ fn account_row(props: &AccountRowProps) -> Html {
         Attention::Stale => Some(("stale", "No visit note in 30 days")),
         Attention::None => None,
     };
-    let place = [account.branch.as_str(), account.area.as_str()]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" · ");
+    let place = place(account);
     html! {
         <li class="account-row">
             <button class="row-main" onclick={open}>

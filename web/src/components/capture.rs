@@ -27,13 +27,7 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
     let due = use_state(|| input_date(now_millis() + 7 * DAY_MILLIS));
     let error = use_state(|| None::<&'static str>);
 
-    let Some(account) = app
-        .state
-        .accounts
-        .iter()
-        .find(|a| a.id.as_str() == props.id)
-        .cloned()
-    else {
+    let Some(account) = app.state.account(&props.id).cloned() else {
         return html! { <main class="screen"><p class="empty">{ "This account is not on this phone yet. It arrives with the next sync." }</p></main> };
     };
     let setter = |handle: &UseStateHandle<String>| {

@@ -203,3 +203,12 @@ pub fn parse_input_date(text: &str) -> Option<i64> {
     let millis = date.get_time();
     (!millis.is_nan()).then_some(millis as i64)
 }
+
+/// "North · Riverside": the account's branch and area, whichever are set.
+pub fn place(account: &fieldnotes_model::Account) -> String {
+    [account.branch.as_str(), account.area.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ")
+}

@@ -66,7 +66,13 @@ pub struct Server {
 impl Server {
     /// Start the server on an ephemeral 127.0.0.1 port with the given data dir.
     pub fn start(data_dir: &Path) -> Server {
-        let bin = server_bin();
+        Server::start_with(&server_bin(), data_dir)
+    }
+
+    /// Start another program with our server's command line (the reference JS server through
+    /// `tests/node/reference-server-as-bin.sh`).
+    pub fn start_with(bin: &Path, data_dir: &Path) -> Server {
+        let bin = bin.to_path_buf();
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut child = Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

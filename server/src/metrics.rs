@@ -138,6 +138,12 @@ impl Metrics {
             hub.compactions,
         );
         metric(
+            "fieldnotes_documents_evicted_total",
+            "counter",
+            "Documents unloaded to keep memory bounded while peers still had them open.",
+            hub.documents_evicted,
+        );
+        metric(
             "fieldnotes_storage_failures_total",
             "counter",
             "Batches that could not be stored.",

@@ -1,7 +1,6 @@
 //! The few browser facts the app needs: time, randomness, connectivity and storage quota.
 //! Everything else in the app takes these as values, so its logic stays testable natively.
 
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 /// Unix time in milliseconds.
@@ -86,9 +85,4 @@ pub fn set_hash(hash: &str) {
 /// Whether the page is visible (the rep is looking at it).
 pub fn page_visible() -> bool {
     gloo_utils::document().visibility_state() == web_sys::VisibilityState::Visible
-}
-
-/// Casts an event target to an element type (input, textarea, select).
-pub fn target<T: JsCast>(event: &web_sys::Event) -> Option<T> {
-    event.target().and_then(|t| t.dyn_into::<T>().ok())
 }

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use automerge::{AutoCommit, ChangeHash};
 use fieldnotes_model::{
     Account, AccountDoc, AccountId, AccountSummary, DirectoryDoc, Editor, ModelError, NewAccount,
-    TeamId, UserId, hydrate_account, hydrate_directory,
+    TeamId, hydrate_account, hydrate_directory,
 };
 
 use crate::idb::{Idb, StorageError, WriteOp};
@@ -34,8 +34,12 @@ const COMPACT_AFTER_CHUNKS: u32 = 64;
 /// What changed, for whoever renders.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RepoEvent {
-    /// Documents changed (locally or by sync): the accounts as they are now.
-    DocumentsChanged(Rc<Vec<Account>>),
+    /// Documents changed (locally or by sync): the accounts as they are now, and how many
+    /// stored documents could not be read as accounts (damaged, or from a newer version).
+    DocumentsChanged {
+        accounts: Rc<Vec<Account>>,
+        unreadable: usize,
+    },
     /// The save state changed (saving, saved, or a storage error).
     SaveState(SaveState),
 }
@@ -135,26 +139,15 @@ impl Repo {
         self.listener = Some(listener);
     }
 
-    pub fn user(&self) -> &UserId {
-        self.editor.user()
-    }
-
-    pub fn team(&self) -> &TeamId {
-        &self.team
-    }
-
-    pub fn directory_id(&self) -> &str {
-        &self.directory_id
-    }
-
     /// Hydrated accounts listed in the team directory or stored here, archived ones included
     /// (the queries hide them).
     pub fn accounts(&self) -> Vec<Account> {
         self.accounts.values().cloned().collect()
     }
 
-    pub fn account(&self, id: &str) -> Option<&Account> {
-        self.accounts.get(id)
+    /// Stored documents that could not be read as accounts; they are kept as they are.
+    pub fn unreadable_count(&self) -> usize {
+        self.unreadable.len()
     }
 
     /// Account ids the directory lists that this device does not have yet.
@@ -183,14 +176,6 @@ impl Repo {
             }
         }
         ids
-    }
-
-    pub fn unreadable(&self) -> &BTreeMap<String, String> {
-        &self.unreadable
-    }
-
-    pub fn save_state(&self) -> &SaveState {
-        &self.save_state
     }
 
     /// A document for the sync engine; creates an empty one for an id the directory lists but
@@ -349,7 +334,10 @@ impl Repo {
 
     fn emit_documents_changed(&self) {
         if self.listener.is_some() {
-            self.emit(RepoEvent::DocumentsChanged(Rc::new(self.accounts())));
+            self.emit(RepoEvent::DocumentsChanged {
+                accounts: Rc::new(self.accounts()),
+                unreadable: self.unreadable.len(),
+            });
         }
     }
 

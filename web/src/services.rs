@@ -90,16 +90,23 @@ pub async fn start(
         let dispatch = dispatch.clone();
         repo.borrow_mut()
             .set_listener(Rc::new(move |event| match event {
-                RepoEvent::DocumentsChanged(accounts) => {
-                    dispatch.emit(Action::AccountsChanged(accounts))
-                }
+                RepoEvent::DocumentsChanged {
+                    accounts,
+                    unreadable,
+                } => dispatch.emit(Action::AccountsChanged {
+                    accounts,
+                    unreadable,
+                }),
                 RepoEvent::SaveState(state) => dispatch.emit(Action::SaveState {
                     unsaved_changes: state.unsaved_changes,
                     error: state.error,
                 }),
             }));
     }
-    dispatch.emit(Action::AccountsChanged(Rc::new(repo.borrow().accounts())));
+    dispatch.emit(Action::AccountsChanged {
+        accounts: Rc::new(repo.borrow().accounts()),
+        unreadable: repo.borrow().unreadable_count(),
+    });
     repo::flush(&repo);
     let sync = SyncHandle::start(repo.clone(), idb, dispatch.clone()).await;
     let services = Services {

@@ -109,6 +109,8 @@ pub struct AppState {
     pub boot: Boot,
     pub route: Route,
     pub accounts: Rc<Vec<Account>>,
+    /// Stored documents this version could not read (damaged, or written by a newer version).
+    pub unreadable_accounts: usize,
     pub storage: StorageStatus,
     pub sync: SyncStatus,
     /// A new deployment is installed and waits for the rep to switch.
@@ -123,6 +125,7 @@ impl Default for AppState {
             boot: Boot::Loading,
             route: Route::Accounts,
             accounts: Rc::new(Vec::new()),
+            unreadable_accounts: 0,
             storage: StorageStatus::default(),
             sync: SyncStatus::default(),
             update_ready: false,
@@ -135,7 +138,10 @@ impl Default for AppState {
 pub enum Action {
     Booted(Boot),
     Navigate(Route),
-    AccountsChanged(Rc<Vec<Account>>),
+    AccountsChanged {
+        accounts: Rc<Vec<Account>>,
+        unreadable: usize,
+    },
     SaveState {
         unsaved_changes: usize,
         error: Option<StorageError>,
@@ -162,7 +168,13 @@ impl Reducible for AppState {
                 }
                 next.route = route;
             }
-            Action::AccountsChanged(accounts) => next.accounts = accounts,
+            Action::AccountsChanged {
+                accounts,
+                unreadable,
+            } => {
+                next.accounts = accounts;
+                next.unreadable_accounts = unreadable;
+            }
             Action::SaveState {
                 unsaved_changes,
                 error,

@@ -361,7 +361,10 @@ impl Inner {
                     self.unavailable.insert(document_id);
                 }
                 ClientEvent::ServerError { message } => {
-                    self.last_failure = Some(format!("the server refused: {message}"));
+                    self.last_failure = Some(format!(
+                        "the server refused this app's messages ({message}); reload the app \
+                         while online to update it"
+                    ));
                 }
                 ClientEvent::Ephemeral { .. } => {}
             }

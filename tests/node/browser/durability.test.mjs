@@ -109,3 +109,29 @@ test("a full disk keeps the note, says so, and saves it when space is back", asy
   await phone.openAccount("Ivy Interiors")
   await page.getByTestId("timeline").getByText("Written while the phone was full").waitFor()
 })
+
+test("a damaged stored document is reported in plain words and the rest still works", async () => {
+  const server = await startAppServer()
+  const phone = new Device("damaged")
+  after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  const page = await phone.open(server.url)
+  await phone.signIn("Ann Lee")
+  await phone.createAccount({ name: "Juniper Joinery" })
+  await phone.waitForSaved()
+  // Bytes that are not an Automerge document, stored as if a document had been.
+  await page.evaluate(() => new Promise((resolve, reject) => {
+    const open = indexedDB.open("fieldnotes")
+    open.onerror = () => reject(open.error)
+    open.onsuccess = () => {
+      const tx = open.result.transaction("chunks", "readwrite")
+      tx.objectStore("chunks").put(new Uint8Array([1, 2, 3, 4, 5]), ["2Vz8damagedDocument", 0])
+      tx.oncomplete = () => { open.result.close(); resolve() }
+      tx.onerror = () => reject(tx.error)
+    }
+  }))
+  await page.reload()
+  await phone.goToList()
+  await page.getByText("1 stored account could not be opened by this version of Fieldnotes").waitFor()
+  await page.getByTestId("account-list").getByText("Juniper Joinery").waitFor()
+  assert.deepEqual(phone.errors.filter(e => /panicked|RuntimeError|unreachable/.test(e)), [])
+})

@@ -119,6 +119,16 @@ pub fn accounts_screen() -> Html {
                     </button>
                 </div>
             </div>
+            if app.state.unreadable_accounts > 0 {
+                <p class="notice" role="status">{ format!(
+                    "{} stored account{} could not be opened by this version of Fieldnotes. {} kept \
+                     on this phone; update the app (reload while online), and if it stays, tell \
+                     your administrator.",
+                    app.state.unreadable_accounts,
+                    if app.state.unreadable_accounts == 1 { "" } else { "s" },
+                    if app.state.unreadable_accounts == 1 { "It is" } else { "They are" },
+                ) }</p>
+            }
             if visible_count == 0 {
                 <p class="empty">{ "No accounts yet. Tap \u{201c}New account\u{201d} to add your first client." }</p>
             } else if shown.is_empty() {

@@ -1,8 +1,6 @@
 //! The root: boots storage and services, follows the location hash, and lays out the status
 //! bar above the current screen.
 
-use std::rc::Rc;
-
 use gloo_events::EventListener;
 use yew::prelude::*;
 
@@ -214,5 +212,3 @@ fn activate_update() {
 pub fn use_app() -> AppContext {
     use_context::<AppContext>().expect("screens render inside the AppContext provider")
 }
-
-pub type SharedAccounts = Rc<Vec<fieldnotes_model::Account>>;

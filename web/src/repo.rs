@@ -69,6 +69,8 @@ pub struct Repo {
     accounts: BTreeMap<String, Account>,
     /// Documents that failed to hydrate as accounts, with the reason.
     unreadable: BTreeMap<String, String>,
+    /// Documents whose stored bytes failed to load: rewritten whole on their next save.
+    unreadable_on_disk: BTreeSet<String>,
     dirty: BTreeSet<String>,
     /// Documents changed on this device since the sync engine last looked.
     changed_locally: BTreeSet<String>,
@@ -98,6 +100,7 @@ impl Repo {
             next_chunk: HashMap::new(),
             accounts: BTreeMap::new(),
             unreadable: BTreeMap::new(),
+            unreadable_on_disk: BTreeSet::new(),
             dirty: BTreeSet::new(),
             changed_locally: BTreeSet::new(),
             queue: Vec::new(),
@@ -117,6 +120,7 @@ impl Repo {
                 }
                 Err(error) => {
                     repo.unreadable.insert(id.clone(), error.to_string());
+                    repo.unreadable_on_disk.insert(id.clone());
                 }
             }
             repo.next_chunk.insert(id, next);
@@ -143,6 +147,11 @@ impl Repo {
     /// (the queries hide them).
     pub fn accounts(&self) -> Vec<Account> {
         self.accounts.values().cloned().collect()
+    }
+
+    /// Whether a document's stored bytes failed to load (its saved sync state is then wrong).
+    pub fn damaged_on_disk(&self, id: &str) -> bool {
+        self.unreadable_on_disk.contains(id)
     }
 
     /// Stored documents that could not be read as accounts; they are kept as they are.
@@ -360,7 +369,10 @@ impl Repo {
             }
             let next = self.next_chunk.entry(id.clone()).or_insert(0);
             let changes = doc.get_changes(&since).len().max(1);
-            if *next >= COMPACT_AFTER_CHUNKS {
+            // A document whose stored chunks could not be loaded is rewritten whole once it
+            // is readable again (from the server), so the damaged chunk is not read again.
+            let damaged_on_disk = self.unreadable_on_disk.remove(&id);
+            if *next >= COMPACT_AFTER_CHUNKS || damaged_on_disk {
                 let snapshot = doc.save();
                 self.queue.push(WriteOp::PutChunk {
                     document: id.clone(),

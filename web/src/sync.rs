@@ -208,7 +208,13 @@ impl Inner {
             if open.contains(&document_id) {
                 continue;
             }
-            let state = saved.get(&id).map(Vec::as_slice);
+            // A document whose stored bytes were damaged starts over: its saved state would
+            // tell the server this device already has what it lost.
+            let state = if self.repo.borrow().damaged_on_disk(&id) {
+                None
+            } else {
+                saved.get(&id).map(Vec::as_slice)
+            };
             if self.client.open_document(document_id, state).is_err() {
                 // A damaged saved state only costs a full exchange.
                 let _ = self.client.open_document(document_id, None);

@@ -135,3 +135,39 @@ test("a damaged stored document is reported in plain words and the rest still wo
   await page.getByTestId("account-list").getByText("Juniper Joinery").waitFor()
   assert.deepEqual(phone.errors.filter(e => /panicked|RuntimeError|unreachable/.test(e)), [])
 })
+
+test("an account damaged on disk comes back from the server and is stored clean", async () => {
+  const server = await startAppServer()
+  const phone = new Device("recover")
+  after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  const page = await phone.open(server.url)
+  await phone.signIn("Ann Lee")
+  await phone.createAccount({ name: "Kestrel Kitchens" })
+  await phone.waitForSyncStatus(/^All synced/)
+  const id = await page.evaluate(() => location.hash.split("/")[2])
+  // Overwrite the account's first stored chunk with bytes that are not Automerge.
+  await page.evaluate(docId => new Promise((resolve, reject) => {
+    const open = indexedDB.open("fieldnotes")
+    open.onsuccess = () => {
+      const tx = open.result.transaction("chunks", "readwrite")
+      tx.objectStore("chunks").put(new Uint8Array([9, 9, 9, 9]), [docId, 0])
+      tx.oncomplete = () => { open.result.close(); resolve() }
+      tx.onerror = () => reject(tx.error)
+    }
+    open.onerror = () => reject(open.error)
+  }), id)
+
+  await page.reload()
+  await phone.goToList()
+  // It arrives again from the server, and the notice goes once it is readable.
+  await page.getByTestId("account-list").getByText("Kestrel Kitchens").waitFor()
+  await phone.waitForSyncStatus(/^All synced/)
+  await phone.waitForSaved()
+  assert.equal(await page.getByText("could not be opened").count(), 0)
+  // Rewritten whole: readable after another reload, even offline.
+  await phone.setOffline(true)
+  await page.reload()
+  await phone.goToList()
+  await page.getByTestId("account-list").getByText("Kestrel Kitchens").waitFor()
+  assert.equal(await page.getByText("could not be opened").count(), 0)
+})

@@ -35,6 +35,29 @@ pub fn accounts_screen() -> Html {
         ((*filters).clone(), accounts.clone()),
         move |(filters, accounts)| filter(accounts, filters, now),
     );
+    // One handler for the whole list: rows are plain markup, so 500 of them render quickly.
+    let on_list_click = {
+        let services = app.services.clone();
+        Callback::from(move |event: MouseEvent| {
+            let Some(target) = event.target_dyn_into::<web_sys::Element>() else {
+                return;
+            };
+            let Ok(Some(button)) = target.closest("[data-account]") else {
+                return;
+            };
+            let (Some(id), Some(action)) = (
+                button.get_attribute("data-account"),
+                button.get_attribute("data-action"),
+            ) else {
+                return;
+            };
+            services.navigate(if action == "note" {
+                Route::Capture(id)
+            } else {
+                Route::Account(id)
+            });
+        })
+    };
     let visible_count = query::visible(&accounts).count();
 
     let branches: BTreeSet<String> = query::visible(&accounts)
@@ -134,10 +157,8 @@ pub fn accounts_screen() -> Html {
             } else if shown.is_empty() {
                 <p class="empty">{ "No account matches. Clear the search or a filter." }</p>
             }
-            <ul class="account-list" data-testid="account-list">
-                { for shown.iter().map(|(account, attention)| html! {
-                    <AccountRow account={account.clone()} attention={*attention} />
-                }) }
+            <ul class="account-list" data-testid="account-list" onclick={on_list_click}>
+                { for shown.iter().map(row) }
             </ul>
             <nav class="bottom-bar">
                 <button class="secondary" onclick={team}>{ "Team view" }</button>
@@ -147,7 +168,16 @@ pub fn accounts_screen() -> Html {
     }
 }
 
-fn filter(accounts: &[Account], filters: &Filters, now: i64) -> Vec<(Account, Attention)> {
+/// What the list shows of one account.
+#[derive(PartialEq)]
+struct Row {
+    id: String,
+    name: String,
+    place: String,
+    attention: Attention,
+}
+
+fn filter(accounts: &[Account], filters: &Filters, now: i64) -> Vec<Row> {
     let mut keep: Option<BTreeSet<&str>> = None;
     if !filters.search.trim().is_empty() {
         narrow_to(
@@ -198,7 +228,12 @@ fn filter(accounts: &[Account], filters: &Filters, now: i64) -> Vec<(Account, At
     query::needs_attention(accounts, now, STALE_AFTER_DAYS)
         .into_iter()
         .filter(|(a, _)| keep.as_ref().is_none_or(|k| k.contains(a.id.as_str())))
-        .map(|(a, attention)| (a.clone(), attention))
+        .map(|(a, attention)| Row {
+            id: a.id.as_str().to_string(),
+            name: a.name.clone(),
+            place: place(a),
+            attention,
+        })
         .collect()
 }
 
@@ -211,43 +246,24 @@ fn narrow_to<'a>(keep: &mut Option<BTreeSet<&'a str>>, ids: Vec<&'a str>) {
     });
 }
 
-#[derive(Properties, PartialEq)]
-struct AccountRowProps {
-    account: Account,
-    attention: Attention,
-}
-
-#[function_component(AccountRow)]
-fn account_row(props: &AccountRowProps) -> Html {
-    let app = use_app();
-    let account = &props.account;
-    let open = {
-        let services = app.services.clone();
-        let id = account.id.as_str().to_string();
-        Callback::from(move |_| services.navigate(Route::Account(id.clone())))
-    };
-    let note = {
-        let services = app.services.clone();
-        let id = account.id.as_str().to_string();
-        Callback::from(move |_| services.navigate(Route::Capture(id.clone())))
-    };
-    let badge = match props.attention {
+fn row(row: &Row) -> Html {
+    let badge = match row.attention {
         Attention::OverdueFollowUp => Some(("overdue", "Follow-up overdue")),
         Attention::ReasonsUnknown => Some(("unknown", "Reasons unknown")),
         Attention::Stale => Some(("stale", "No visit note in 30 days")),
         Attention::None => None,
     };
-    let place = place(account);
     html! {
-        <li class="account-row">
-            <button class="row-main" onclick={open}>
-                <span class="name">{ &account.name }</span>
-                <span class="place">{ place }</span>
+        <li class="account-row" key={row.id.clone()}>
+            <button class="row-main" data-account={row.id.clone()} data-action="open">
+                <span class="name">{ &row.name }</span>
+                <span class="place">{ &row.place }</span>
                 if let Some((class, text)) = badge {
                     <span class={classes!("badge", class)}>{ text }</span>
                 }
             </button>
-            <button class="row-note" aria-label={format!("Add a visit note to {}", account.name)} onclick={note}>
+            <button class="row-note" data-account={row.id.clone()} data-action="note"
+                aria-label={format!("Add a visit note to {}", row.name)}>
                 { "Note" }
             </button>
         </li>

@@ -264,8 +264,15 @@ impl Repo {
         result?;
         self.dirty.insert(id.to_string());
         self.changed_locally.insert(id.to_string());
+        let listed_before = self.accounts.get(id).map(|a| (a.name.clone(), a.archived));
         self.rehydrate(id);
-        // The directory carries each account's name and archived flag for the list.
+        // The directory carries each account's name and archived flag for the list; most edits
+        // (a note, a keystroke in the value proposition) change neither, and leave it alone.
+        let listed_after = self.accounts.get(id).map(|a| (a.name.clone(), a.archived));
+        if listed_after == listed_before {
+            self.emit_documents_changed();
+            return Ok(());
+        }
         if let Some(account) = self.accounts.get(id).cloned() {
             let account_id = account.id.clone();
             self.edit_directory(|directory, now| {

@@ -64,6 +64,9 @@ struct Inner {
     pending: BTreeMap<DocumentId, usize>,
     /// Documents the server says it does not have (not counted as still to download).
     unavailable: BTreeSet<DocumentId>,
+    /// Accounts the directory lists that have not arrived yet. Recounted when remote changes
+    /// settle (it reads the whole directory), not on every local keystroke.
+    accounts_to_fetch: usize,
     last_synced_millis: Option<i64>,
     /// Work gathered while frames arrive, done once per burst by `settle` (rehydrating,
     /// re-rendering and saving after every frame made a new device's first sync quadratic).
@@ -130,6 +133,7 @@ impl SyncHandle {
                 server_storage_id: saved.server.clone(),
                 pending: BTreeMap::new(),
                 unavailable: BTreeSet::new(),
+                accounts_to_fetch: 0,
                 last_synced_millis: saved.last_synced_millis,
                 changed: BTreeSet::new(),
                 recount: BTreeSet::new(),
@@ -143,6 +147,7 @@ impl SyncHandle {
             let mut this = inner.borrow_mut();
             this.open_documents(&saved.states);
             this.recount_all();
+            this.recount_accounts_to_fetch();
             this.connect();
         }
         SyncHandle { inner }
@@ -152,7 +157,7 @@ impl SyncHandle {
     pub fn local_change(&self) {
         let mut this = self.inner.borrow_mut();
         let changed = this.repo.borrow_mut().take_changed_locally();
-        this.open_documents(&BTreeMap::new());
+        // `sync_document` opens a document it does not know yet (a new account).
         for id in changed {
             if let Ok(document_id) = DocumentId::parse(&id) {
                 let repo = this.repo.clone();
@@ -407,11 +412,25 @@ impl Inner {
             let pending = self.client.pending_change_count(&id, doc);
             self.pending.insert(id, pending);
         }
+        self.recount_accounts_to_fetch();
         self.send_queued();
         self.report();
         if self.states_dirty || !changed.is_empty() {
             self.save_states();
         }
+    }
+
+    fn recount_accounts_to_fetch(&mut self) {
+        let repo = self.repo.borrow();
+        self.accounts_to_fetch = repo
+            .missing_accounts()
+            .iter()
+            .filter(|id| {
+                DocumentId::parse(id)
+                    .map(|d| !self.unavailable.contains(&d))
+                    .unwrap_or(false)
+            })
+            .count();
     }
 
     fn send_queued(&mut self) {
@@ -460,17 +479,7 @@ impl Inner {
 
     fn report(&mut self) {
         let pending_changes: usize = self.pending.values().sum();
-        let accounts_to_fetch = {
-            let repo = self.repo.borrow();
-            repo.missing_accounts()
-                .iter()
-                .filter(|id| {
-                    DocumentId::parse(id)
-                        .map(|d| !self.unavailable.contains(&d))
-                        .unwrap_or(false)
-                })
-                .count()
-        };
+        let accounts_to_fetch = self.accounts_to_fetch;
         let joined = matches!(
             self.client.connection_state(),
             ConnectionState::Joined { .. }

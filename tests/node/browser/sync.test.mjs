@@ -138,3 +138,32 @@ test("a server killed during a sync and restarted loses nothing", async () => {
     await laptop.page.getByTestId("account-list").getByText(name).waitFor()
   }
 })
+
+test("archiving on one device hides the account on the other", async () => {
+  const server = await startAppServer()
+  const phone = new Device("archive-phone")
+  const laptop = new Device("archive-laptop")
+  after(async () => {
+    await phone.close().catch(() => {}); await laptop.close().catch(() => {})
+    await server.stop(); phone.cleanup(); laptop.cleanup()
+  })
+  await phone.open(server.url)
+  await phone.signIn("Ann Lee")
+  await phone.createAccount({ name: "Larch Logistics" })
+  await phone.createAccount({ name: "Maple Motors" })
+  await phone.waitForSyncStatus(/^All synced/)
+  await laptop.open(server.url)
+  await laptop.signIn("Bob Stone")
+  await laptop.waitForSyncStatus(/^All synced/)
+  await laptop.goToList()
+  await laptop.page.getByTestId("account-list").getByText("Larch Logistics").waitFor()
+
+  await phone.openAccount("Larch Logistics")
+  await phone.page.getByRole("button", { name: "Archive account" }).click()
+  await phone.page.getByRole("button", { name: "Archive", exact: true }).click()
+  await phone.waitForSyncStatus(/^All synced/)
+
+  await laptop.page.getByRole("button", { name: "Sync now" }).click()
+  await laptop.page.getByTestId("account-list").getByText("Larch Logistics").waitFor({ state: "detached" })
+  await laptop.page.getByTestId("account-list").getByText("Maple Motors").waitFor()
+})

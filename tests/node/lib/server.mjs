@@ -88,8 +88,15 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
     throw new Error(`unexpected first stdout line from ${kind} server: ${JSON.stringify(line)}`)
   }
   const boundPort = Number(m[1])
-  // keep draining stdout so the child never blocks on a full pipe
+  // Keep draining stdout so the child never blocks on a full pipe, and keep what it printed after
+  // the listening line (at most 64 KiB): the first-run `setup: open http://…/#/setup/<token> …`
+  // line comes there while no administrator exists (docs/auth.md).
+  let stdoutAfter = ""
+  child.stdout.on("data", d => {
+    if (stdoutAfter.length < 65_536) stdoutAfter += d
+  })
   child.stdout.resume()
+  const findSetupLine = () => stdoutAfter.split("\n").find(l => l.startsWith("setup: ")) ?? null
   return {
     kind,
     child,
@@ -100,6 +107,36 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
     wsUrl: `ws://127.0.0.1:${boundPort}/sync`,
     exited,
     stderr: () => stderr,
+    /** What the server printed on stdout after the listening line (so far). */
+    stdout: () => stdoutAfter,
+    /**
+     * The `setup: open http://…/#/setup/<token> to create …` line, if printed yet (null otherwise).
+     * The server prints it right after the listening line while no administrator exists; use
+     * waitForSetupLine() to wait for it.
+     */
+    get setupLine() {
+      return findSetupLine()
+    },
+    /** The setup link (http://…/#/setup/<token>) from the setup line, or null. */
+    get setupUrl() {
+      const l = findSetupLine()
+      return l ? (/\bopen (\S+)/.exec(l)?.[1] ?? null) : null
+    },
+    /** The setup token from the setup link, or null. */
+    get setupToken() {
+      const u = this.setupUrl
+      return u ? (/#\/setup\/([^\s/?#]+)/.exec(u)?.[1] ?? null) : null
+    },
+    /** Wait (bounded) for the setup line; throws if it does not come within timeoutMs. */
+    async waitForSetupLine(timeoutMs = 5_000) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const l = findSetupLine()
+        if (l) return l
+        if (Date.now() > deadline) throw new Error(`${kind} server printed no "setup: " line within ${timeoutMs} ms; stdout after listening: ${JSON.stringify(stdoutAfter)}`)
+        await new Promise(r => setTimeout(r, 20))
+      }
+    },
     /** SIGKILL, like a power cut for the process. Resolves once it is gone. */
     async kill9() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
@@ -133,4 +170,153 @@ export function peakRssBytes(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
   const m = /VmHWM:\s+(\d+)\s+kB/.exec(status)
   return m ? Number(m[1]) * 1024 : NaN
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in and teams (docs/auth.md): provisioning through `fieldnotes admin`, which works on the
+// database file directly, before or while the server runs.
+
+/**
+ * Run `fieldnotes admin --data-dir DIR <args…>`. Resolves to { code, stdout, stderr }. Throws when
+ * the command exits non-zero, unless allowFailure is set. stdin: text written to its stdin (e.g. a
+ * password for --password-stdin); without it stdin is empty.
+ */
+export async function runAdmin(dataDir, args, { stdin, allowFailure = false, release = false, timeoutMs = 30_000 } = {}) {
+  if (!dataDir) throw new Error("runAdmin needs the server's data dir")
+  const bin = ourBinary({ release })
+  const full = ["admin", "--data-dir", dataDir, ...args]
+  const child = spawn(bin, full, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", d => (stdout += d))
+  child.stderr.on("data", d => (stderr += d))
+  child.stdin.on("error", () => {}) // a command that does not read stdin may close it early
+  child.stdin.end(stdin ?? "")
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+  const { code, signal } = await new Promise((resolve, reject) => {
+    child.once("error", reject)
+    child.once("close", (code, signal) => resolve({ code, signal }))
+  })
+  clearTimeout(timer)
+  const shown = `fieldnotes ${full.map(a => (/\s/.test(a) ? JSON.stringify(a) : a)).join(" ")}`
+  if (signal) throw new Error(`${shown} was killed (${signal}) after ${timeoutMs} ms; stderr: ${stderr}`)
+  if (code !== 0 && !allowFailure) throw new Error(`${shown} exited with ${code}; stderr: ${stderr.trim()} stdout: ${stdout.trim()}`)
+  return { code, stdout, stderr }
+}
+
+/** `admin team create NAME`: resolves to the new team's id (32 lowercase hex characters). */
+export async function createTeam(dataDir, name) {
+  const { stdout } = await runAdmin(dataDir, ["team", "create", name])
+  const id = stdout.trim()
+  if (!/^[0-9a-f]{32}$/.test(id)) throw new Error(`admin team create ${name} printed ${JSON.stringify(stdout)}, not a team id`)
+  return id
+}
+
+/** A password good for the contract's rules (10+ characters), different each call. */
+export function randomPassword() {
+  return `pw-${crypto.randomUUID()}`
+}
+
+/**
+ * `admin user create --email E --name N --team T --role R [--admin] --password-stdin`.
+ * team: a team id or name. The password is always given (randomPassword() if omitted) so callers
+ * know it. Resolves to { email, name, role, admin, password }.
+ */
+export async function createUser(dataDir, { email, name, team, role = "rep", admin = false, password }) {
+  if (!email || !team) throw new Error("createUser needs email and team")
+  password ??= randomPassword()
+  name ??= email.split("@")[0]
+  const args = ["user", "create", "--email", email, "--name", name, "--team", team, "--role", role]
+  if (admin) args.push("--admin")
+  args.push("--password-stdin")
+  await runAdmin(dataDir, args, { stdin: `${password}\n` })
+  return { email, name, role, admin, password }
+}
+
+/** `admin user add-to-team --email E --team T --role R`. */
+export async function addToTeam(dataDir, { email, team, role = "rep" }) {
+  await runAdmin(dataDir, ["user", "add-to-team", "--email", email, "--team", team, "--role", role])
+}
+
+/**
+ * Create a team and its users in one go:
+ *   createTeamWithUsers(dir, { team: "North", users: [{ email, name, role, password, admin }] })
+ * Resolves to { teamId, team, users: [{ email, name, role, admin, password }] } (passwords filled
+ * in when not given). The first user may be made the administrator with admin: true.
+ */
+export async function createTeamWithUsers(dataDir, { team, users = [] }) {
+  const teamId = await createTeam(dataDir, team)
+  const created = []
+  for (const u of users) created.push(await createUser(dataDir, { ...u, team: teamId }))
+  return { teamId, team, users: created }
+}
+
+/**
+ * `admin token create --email E [--days N] [--label L]`: resolves to the Bearer token (the only
+ * thing the command prints on stdout).
+ */
+export async function tokenFor(dataDir, email, { days, label } = {}) {
+  const args = ["token", "create", "--email", email]
+  if (days !== undefined) args.push("--days", String(days))
+  if (label !== undefined) args.push("--label", label)
+  const { stdout } = await runAdmin(dataDir, args)
+  const token = stdout.trim()
+  if (!/^[A-Za-z0-9_-]{43}$/.test(token)) throw new Error(`admin token create printed ${JSON.stringify(stdout)}, not a 43-character base64url token`)
+  return token
+}
+
+/** `admin session revoke --email E`: every session of that user. */
+export async function revokeSessions(dataDir, email) {
+  await runAdmin(dataDir, ["session", "revoke", "--email", email])
+}
+
+/** `admin user disable --email E` (revokes every session). */
+export async function disableUser(dataDir, email) {
+  await runAdmin(dataDir, ["user", "disable", "--email", email])
+}
+
+/** `admin user enable --email E`. */
+export async function enableUser(dataDir, email) {
+  await runAdmin(dataDir, ["user", "enable", "--email", email])
+}
+
+/** `admin invite --team T --role R [--email E] [--days N]`: resolves to the invitation link. */
+export async function inviteLink(dataDir, { team, role = "rep", email, days, publicUrl } = {}) {
+  const args = publicUrl ? ["--public-url", publicUrl] : []
+  args.push("invite", "--team", team, "--role", role)
+  if (email) args.push("--email", email)
+  if (days !== undefined) args.push("--days", String(days))
+  const { stdout } = await runAdmin(dataDir, args)
+  const link = stdout.trim().split("\n").map(l => l.trim()).find(l => /#\/invite\//.test(l))
+  if (!link) throw new Error(`admin invite printed no #/invite/ link: ${JSON.stringify(stdout)}`)
+  return link.slice(link.indexOf("http"))
+}
+
+/**
+ * POST /api/session with { email, password } over HTTP. Resolves to
+ * { status, body (parsed JSON or null), cookie ("fieldnotes_session=…" or null), setCookie, headers }.
+ */
+export async function signIn(baseUrl, email, password, { path: apiPath = "/api/session", extra = {} } = {}) {
+  const res = await fetch(new URL(apiPath, baseUrl), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password, ...extra }),
+  })
+  const text = await res.text()
+  let body = null
+  try {
+    body = text ? JSON.parse(text) : null
+  } catch {
+    body = null
+  }
+  const setCookie = res.headers.get("set-cookie")
+  const cookie = setCookie ? (/^\s*(fieldnotes_session=[^;]*)/.exec(setCookie)?.[1] ?? null) : null
+  return { status: res.status, body, text, cookie, setCookie, headers: res.headers }
+}
+
+/** POST /api/tokens: resolves to the Bearer token; throws unless 200. */
+export async function tokenBySignIn(baseUrl, email, password, label) {
+  const r = await signIn(baseUrl, email, password, { path: "/api/tokens", extra: label ? { label } : {} })
+  if (r.status !== 200 || typeof r.body?.token !== "string") throw new Error(`POST /api/tokens for ${email}: ${r.status} ${r.text}`)
+  return r.body.token
 }

@@ -11,7 +11,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ROOT};
 use common::cbor::{self, Value};
-use common::raw::{self, Peer, Recv, Synced, Ws, fresh_pull, new_doc_id, new_peer_id};
+use common::raw::{self, Endpoint, Peer, Recv, Synced, Ws, fresh_pull, new_doc_id, new_peer_id};
 use common::server::Server;
 
 /// Frame size limit the server is assumed to enforce.
@@ -58,7 +58,7 @@ impl Scenario {
     async fn new() -> Scenario {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path());
-        let mut bystander = Peer::join(&server.ws_url(), &new_peer_id("bystander")).await;
+        let mut bystander = Peer::join(&server.sync(), &new_peer_id("bystander")).await;
         let doc_id = new_doc_id();
         let mut doc = common::account_doc(11, 9);
         let mut state = sync::State::new();
@@ -78,8 +78,9 @@ impl Scenario {
         }
     }
 
-    fn url(&self) -> String {
-        self.server.ws_url()
+    /// `/sync` as the scenario's (default) user.
+    fn url(&self) -> Endpoint {
+        self.server.sync()
     }
 
     /// After the attack: server alive, stored data unchanged, bystander still syncs.

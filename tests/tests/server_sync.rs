@@ -29,7 +29,7 @@ async fn join_is_answered_with_peer_and_a_storage_id_stable_across_restarts() {
         "b900046474797065646a6f696e6873656e646572496468636c69656e742d416c706565724d65746164617461b900026973746f726167654964f7\
          6b6973457068656d6572616cf57819737570706f7274656450726f746f636f6c56657273696f6e73816131",
     );
-    let mut ws = raw::connect(&server.ws_url()).await;
+    let mut ws = raw::connect(&server.sync()).await;
     let sent_at = std::time::Instant::now();
     raw::send_raw(&mut ws, captured_join).await;
     let a = Peer::expect_peer(ws, "client-A").await;
@@ -46,7 +46,7 @@ async fn join_is_answered_with_peer_and_a_storage_id_stable_across_restarts() {
     a.close().await;
 
     // a join without supportedProtocolVersions is treated as version 1
-    let mut ws = raw::connect(&server.ws_url()).await;
+    let mut ws = raw::connect(&server.sync()).await;
     let minimal = Value::map([
         ("type", Value::text("join")),
         ("senderId", Value::text("raw-2")),
@@ -63,7 +63,7 @@ async fn join_is_answered_with_peer_and_a_storage_id_stable_across_restarts() {
 
     server.stop();
     let server = Server::start(dir.path());
-    let c = Peer::join(&server.ws_url(), &new_peer_id("after-restart")).await;
+    let c = Peer::join(&server.sync(), &new_peer_id("after-restart")).await;
     assert_eq!(
         c.server_storage_id.as_deref(),
         Some(storage_id.as_str()),
@@ -85,7 +85,7 @@ async fn metrics_endpoint_answers() {
 async fn a_pushed_document_is_pulled_by_another_client() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let mut a = Peer::join(&server.ws_url(), &new_peer_id("pusher")).await;
+    let mut a = Peer::join(&server.sync(), &new_peer_id("pusher")).await;
     let mut docs = Vec::new();
     for i in 0..10 {
         let id = new_doc_id();
@@ -96,7 +96,7 @@ async fn a_pushed_document_is_pulled_by_another_client() {
             .unwrap_or_else(|e| panic!("push {i}: {e}\nserver log:\n{}", server.stderr_tail()));
         docs.push((id, doc));
     }
-    let mut b = Peer::join(&server.ws_url(), &new_peer_id("puller")).await;
+    let mut b = Peer::join(&server.sync(), &new_peer_id("puller")).await;
     for (id, doc) in docs.iter_mut() {
         let heads = doc.get_heads();
         let (r, mut got, _) = b
@@ -127,7 +127,7 @@ async fn a_pushed_document_is_pulled_by_another_client() {
 async fn an_unknown_document_is_answered_with_doc_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let mut p = Peer::join(&server.ws_url(), &new_peer_id("asker")).await;
+    let mut p = Peer::join(&server.sync(), &new_peer_id("asker")).await;
     let id = new_doc_id();
     let (r, mut doc, _) = p.pull(&id, None).await.unwrap();
     assert_eq!(r, Synced::Unavailable, "request for an unknown id");
@@ -153,7 +153,7 @@ async fn an_unknown_document_is_answered_with_doc_unavailable() {
     let mut doc = common::account_doc(1, 3);
     let mut st = sync::State::new();
     p.push(&id, &mut doc, &mut st).await.unwrap();
-    let (r, got) = fresh_pull(&server.ws_url(), &id, Some(&doc.get_heads())).await;
+    let (r, got) = fresh_pull(&server.sync(), &id, Some(&doc.get_heads())).await;
     assert_eq!(r, Synced::Done);
     assert!(same_content(&doc, &got));
 }
@@ -162,7 +162,7 @@ async fn an_unknown_document_is_answered_with_doc_unavailable() {
 async fn concurrent_edits_from_two_clients_converge() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let url = server.ws_url();
+    let url = server.sync();
     let id = new_doc_id();
     let mut a = Peer::join(&url, &new_peer_id("alice")).await;
     let mut doc_a = common::account_doc(7, 4);
@@ -218,7 +218,7 @@ async fn data_survives_a_graceful_restart_a_reconnect_and_a_kill9_after_acknowle
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let writer = new_peer_id("writer");
-    let mut p = Peer::join(&server.ws_url(), &writer).await;
+    let mut p = Peer::join(&server.sync(), &writer).await;
     let id1 = new_doc_id();
     let mut d1 = common::account_doc(1, 9);
     p.push(&id1, &mut d1, &mut sync::State::new())
@@ -229,11 +229,11 @@ async fn data_survives_a_graceful_restart_a_reconnect_and_a_kill9_after_acknowle
     assert!(!server.is_alive());
 
     let mut server = Server::start(dir.path());
-    let (r, got) = fresh_pull(&server.ws_url(), &id1, Some(&d1.get_heads())).await;
+    let (r, got) = fresh_pull(&server.sync(), &id1, Some(&d1.get_heads())).await;
     assert_eq!(r, Synced::Done);
     assert!(same_content(&d1, &got), "content after graceful restart");
     // the writer reconnects with the same peer id and keeps editing the same document
-    let mut p = Peer::join(&server.ws_url(), &writer).await;
+    let mut p = Peer::join(&server.sync(), &writer).await;
     d1.put(ROOT, "afterRestart", true).unwrap();
     d1.commit();
     p.push(&id1, &mut d1, &mut sync::State::new())
@@ -250,7 +250,7 @@ async fn data_survives_a_graceful_restart_a_reconnect_and_a_kill9_after_acknowle
     drop(p);
     let server = Server::start(dir.path());
     for (id, d) in [(&id1, &mut d1), (&id2, &mut d2)] {
-        let (r, got) = fresh_pull(&server.ws_url(), id, Some(&d.get_heads())).await;
+        let (r, got) = fresh_pull(&server.sync(), id, Some(&d.get_heads())).await;
         assert_eq!(r, Synced::Done, "{id} after kill -9");
         assert!(same_content(d, &got), "content of {id} after kill -9");
     }
@@ -261,8 +261,8 @@ async fn a_second_join_with_the_same_peer_id_replaces_the_older_socket() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let pid = new_peer_id("twice");
-    let mut first = Peer::join(&server.ws_url(), &pid).await;
-    let mut second = Peer::join(&server.ws_url(), &pid).await;
+    let mut first = Peer::join(&server.sync(), &pid).await;
+    let mut second = Peer::join(&server.sync(), &pid).await;
     // the older socket is closed by the server
     let mut closed = false;
     for _ in 0..20 {
@@ -292,7 +292,7 @@ async fn a_second_join_with_the_same_peer_id_replaces_the_older_socket() {
 async fn a_message_whose_sender_is_not_the_sockets_peer_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let mut p = Peer::join(&server.ws_url(), &new_peer_id("honest")).await;
+    let mut p = Peer::join(&server.sync(), &new_peer_id("honest")).await;
     let id = new_doc_id();
     let mut d = common::account_doc(4, 3);
     // a message carrying every change of a new document, as from somebody else
@@ -305,7 +305,7 @@ async fn a_message_whose_sender_is_not_the_sockets_peer_is_dropped() {
     );
     p.send(&spoofed).await;
     p.barrier().await;
-    let (r, _) = fresh_pull(&server.ws_url(), &id, None).await;
+    let (r, _) = fresh_pull(&server.sync(), &id, None).await;
     assert_eq!(
         r,
         Synced::Unavailable,
@@ -328,7 +328,7 @@ async fn a_message_whose_sender_is_not_the_sockets_peer_is_dropped() {
                 server.stderr_tail()
             )
         });
-    let (r, got) = fresh_pull(&server.ws_url(), &id, Some(&d.get_heads())).await;
+    let (r, got) = fresh_pull(&server.sync(), &id, Some(&d.get_heads())).await;
     assert_eq!(
         r,
         Synced::Done,
@@ -349,7 +349,7 @@ async fn a_message_whose_sender_is_not_the_sockets_peer_is_dropped() {
 async fn ephemeral_messages_are_relayed_to_other_peers_of_the_document_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let url = server.ws_url();
+    let url = server.sync();
     let id = new_doc_id();
     let mut a = Peer::join(&url, &new_peer_id("eph-a")).await;
     let mut doc = common::account_doc(9, 2);

@@ -1,6 +1,8 @@
-//! Shared e2e helpers: a CBOR codec, a raw protocol client and the server harness.
+//! Shared e2e helpers: a CBOR codec, a raw protocol client, the server harness and sign-in
+//! (admin command, HTTP).
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod cbor;
 pub mod raw;
 pub mod server;

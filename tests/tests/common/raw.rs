@@ -59,17 +59,122 @@ pub enum Recv {
     Timeout,
 }
 
-pub async fn connect(url: &str) -> Ws {
+/// Where and how to open `/sync`: the URL (with `?team=` if any) and the upgrade's extra headers
+/// (`Authorization: Bearer …`, `Cookie`, `Origin`).
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    /// No credentials at all.
+    pub fn anonymous(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Endpoint {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer(self, token: &str) -> Endpoint {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    /// `Cookie: fieldnotes_session=…` (pass the whole `name=value`).
+    pub fn cookie(self, cookie: &str) -> Endpoint {
+        self.header("Cookie", cookie)
+    }
+
+    /// `Origin: <origin>`.
+    pub fn origin(self, origin: &str) -> Endpoint {
+        self.header("Origin", origin)
+    }
+
+    /// `?team=<id>`.
+    pub fn team(mut self, team: &str) -> Endpoint {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        self.url = format!("{}{sep}team={team}", self.url);
+        self
+    }
+
+    /// The same URL without any credentials.
+    pub fn without_credentials(&self) -> Endpoint {
+        Endpoint::anonymous(&self.url)
+    }
+}
+
+/// Why an upgrade did not happen.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server answered with an HTTP status instead of switching protocols.
+    Http {
+        status: u16,
+        body: String,
+    },
+    Other(String),
+}
+
+impl ConnectError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ConnectError::Http { status, .. } => Some(*status),
+            ConnectError::Other(_) => None,
+        }
+    }
+}
+
+/// Open `/sync`; the server's refusal (an HTTP status) comes back as `ConnectError::Http`.
+pub async fn try_connect(ep: &Endpoint) -> Result<Ws, ConnectError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut req = ep
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ConnectError::Other(format!("bad URL {}: {e}", ep.url)))?;
+    for (k, v) in &ep.headers {
+        req.headers_mut().append(
+            HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            HeaderValue::from_str(v).expect("header value"),
+        );
+    }
     let mut cfg = WebSocketConfig::default();
     // let us send frames far over the server's limit
     cfg.max_message_size = Some(64 << 20);
     cfg.max_frame_size = Some(64 << 20);
-    let fut = tokio_tungstenite::connect_async_with_config(url, Some(cfg), false);
-    let (ws, _resp) = tokio::time::timeout(Duration::from_secs(10), fut)
+    let fut = tokio_tungstenite::connect_async_with_config(req, Some(cfg), false);
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Err(_) => Err(ConnectError::Other(format!(
+            "WebSocket connect to {} timed out",
+            ep.url
+        ))),
+        Ok(Ok((ws, _resp))) => Ok(ws),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => Err(ConnectError::Http {
+            status: resp.status().as_u16(),
+            body: resp
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default(),
+        }),
+        Ok(Err(e)) => Err(ConnectError::Other(format!(
+            "WebSocket connect to {} failed: {e}",
+            ep.url
+        ))),
+    }
+}
+
+/// Open `/sync`; panics if the server does not switch protocols.
+pub async fn connect(ep: &Endpoint) -> Ws {
+    try_connect(ep)
         .await
-        .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
-        .unwrap_or_else(|e| panic!("WebSocket connect to {url} failed: {e}"));
-    ws
+        .unwrap_or_else(|e| panic!("WebSocket connect to {} failed: {e:?}", ep.url))
 }
 
 pub fn join_msg(peer_id: &str, versions: &[&str]) -> Value {
@@ -173,8 +278,8 @@ pub async fn recv(ws: &mut Ws, wait: Duration) -> Recv {
 
 impl Peer {
     /// Connect and join; asserts the `peer` answer's shape.
-    pub async fn join(url: &str, peer_id: &str) -> Peer {
-        let mut ws = connect(url).await;
+    pub async fn join(ep: &Endpoint, peer_id: &str) -> Peer {
+        let mut ws = connect(ep).await;
         send_value(&mut ws, &join_msg(peer_id, &["1"])).await;
         Self::expect_peer(ws, peer_id).await
     }
@@ -392,11 +497,11 @@ impl Peer {
 
 /// A fresh connection pulls `doc_id` and returns its content; panics on failure.
 pub async fn fresh_pull(
-    url: &str,
+    ep: &Endpoint,
     doc_id: &str,
     expect: Option<&[ChangeHash]>,
 ) -> (Synced, AutoCommit) {
-    let mut p = Peer::join(url, &new_peer_id("fresh")).await;
+    let mut p = Peer::join(ep, &new_peer_id("fresh")).await;
     let (r, doc, _) = p
         .pull(doc_id, expect)
         .await

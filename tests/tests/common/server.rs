@@ -1,12 +1,18 @@
 //! Harness: find (building if needed) and spawn the real server binary, wait for its
-//! `listening on http://127.0.0.1:PORT` line, and kill it on drop.
+//! `listening on http://127.0.0.1:PORT` line, and kill it on drop. `Server::start` also signs a
+//! default user in (docs/auth.md): a team and a user made with `fieldnotes admin` on the data dir,
+//! and a Bearer token that `Server::sync()` sends on every WebSocket upgrade.
 
-use std::io::{BufRead, BufReader, Read};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::auth::{Admin, Team, User};
+use super::raw::Endpoint;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,15 +64,42 @@ pub fn server_bin() -> PathBuf {
 /// A running server process. Killed (SIGKILL) and reaped on drop.
 pub struct Server {
     child: Child,
+    bin: PathBuf,
     pub port: u16,
     pub data_dir: PathBuf,
     log: tempfile::NamedTempFile,
+    /// Lines printed on stdout after the listening line (the first-run `setup: …` line).
+    stdout_lines: Arc<Mutex<Vec<String>>>,
+    /// The signed-in default user (`Server::start` only): its team and its Bearer token.
+    pub default: Option<(Team, User)>,
+}
+
+/// The default team and user of each data dir, made once per test process: a restart on the same
+/// data dir keeps using them (the token lives in the database).
+fn default_account(admin: &Admin) -> (Team, User) {
+    static MADE: OnceLock<Mutex<HashMap<PathBuf, (Team, User)>>> = OnceLock::new();
+    let key = admin
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| admin.data_dir.clone());
+    let mut made = MADE.get_or_init(Default::default).lock().unwrap();
+    made.entry(key)
+        .or_insert_with(|| {
+            let (team, mut users) =
+                admin.team_with_users("E2E", &[("e2e@example.com", "E2E Rep", "rep")]);
+            (team, users.remove(0))
+        })
+        .clone()
 }
 
 impl Server {
-    /// Start the server on an ephemeral 127.0.0.1 port with the given data dir.
+    /// Start our server on an ephemeral 127.0.0.1 port with the given data dir, with a default
+    /// team ("E2E") and user made through `fieldnotes admin` (the same ones again after a restart
+    /// on the same data dir); `sync()` connects as that user.
     pub fn start(data_dir: &Path) -> Server {
-        Server::start_with(&server_bin(), data_dir)
+        let mut server = Server::start_with(&server_bin(), data_dir);
+        server.default = Some(default_account(&server.admin()));
+        server
     }
 
     /// Start another program with our server's command line (the reference JS server through
@@ -88,14 +121,22 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout_lines.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut first = String::new();
             let r = reader.read_line(&mut first).map(|_| first);
             let _ = tx.send(r);
-            // keep draining so the server never blocks on a full pipe
-            let mut sink = [0u8; 4096];
-            while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+            // keep draining so the server never blocks on a full pipe; keep the first lines
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                let mut kept = lines.lock().unwrap();
+                if kept.len() < 100 {
+                    kept.push(line.trim_end().to_string());
+                }
+                line.clear();
+            }
         });
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(line)) => line,
@@ -122,14 +163,79 @@ impl Server {
             });
         Server {
             child,
+            bin,
             port,
             data_dir: data_dir.to_path_buf(),
             log,
+            stdout_lines,
+            default: None,
         }
     }
 
+    /// The plain `/sync` URL (no credentials: the reference server, or refusal tests).
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/sync", self.port)
+    }
+
+    /// `/sync` as the default user (Bearer token, the user's first team); anonymous when the
+    /// server was started without one (`start_with`).
+    pub fn sync(&self) -> Endpoint {
+        let ep = Endpoint::anonymous(&self.ws_url());
+        match &self.default {
+            Some((_, user)) => ep.bearer(&user.token),
+            None => ep,
+        }
+    }
+
+    /// `/sync` with this Bearer token.
+    pub fn sync_as(&self, token: &str) -> Endpoint {
+        Endpoint::anonymous(&self.ws_url()).bearer(token)
+    }
+
+    /// `fieldnotes admin` on this server's data dir.
+    pub fn admin(&self) -> Admin {
+        Admin::new(&self.bin, &self.data_dir)
+    }
+
+    /// The default user (panics when the server was started without one).
+    pub fn default_user(&self) -> &User {
+        &self
+            .default
+            .as_ref()
+            .expect("Server::start makes a default user")
+            .1
+    }
+
+    /// The default user's team.
+    pub fn default_team(&self) -> &Team {
+        &self
+            .default
+            .as_ref()
+            .expect("Server::start makes a default user")
+            .0
+    }
+
+    /// Stdout lines printed after the listening line, so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout_lines.lock().unwrap().clone()
+    }
+
+    /// The `setup: open http://…/#/setup/<token> …` line, waiting at most `wait` for it.
+    pub fn setup_line(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(l) = self
+                .stdout_lines()
+                .into_iter()
+                .find(|l| l.starts_with("setup: "))
+            {
+                return Some(l);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -189,7 +295,7 @@ fn read_tail(path: &Path) -> String {
 
 /// Minimal HTTP/1.1 GET over a plain TCP socket (only 127.0.0.1): (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(

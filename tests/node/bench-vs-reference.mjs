@@ -8,7 +8,7 @@
 // usage: node bench-vs-reference.mjs [--docs 1000] [--only ours|reference]
 // env: FIELDNOTES_BIN_RELEASE (default <workspace>/target/release/fieldnotes)
 import net from "node:net"
-import { startServer, cpuSeconds, peakRssBytes } from "./lib/server.mjs"
+import { startServer, cpuSeconds, peakRssBytes, defaultAuth } from "./lib/server.mjs"
 import { connectClient, waitAllAcked, pull, sleep } from "./lib/client.mjs"
 import { accountSeed, editHandle, toJSON, ACCOUNT_EDITS } from "./lib/accounts.mjs"
 import assert from "node:assert/strict"
@@ -61,12 +61,14 @@ async function countingProxy(targetPort) {
 
 async function runOne(kind) {
   const server = await startServer({ kind, release: true })
+  // ours needs a session (made by `fieldnotes admin`, a separate process, before the CPU mark)
+  const { token } = await defaultAuth(server)
   const proxy = await countingProxy(server.port)
   const wsUrl = `ws://127.0.0.1:${proxy.port}/sync`
   const cpu0 = cpuSeconds(server.pid)
   try {
     // push
-    const pusher = await connectClient(wsUrl, { peerId: `bench-pusher-${kind}` })
+    const pusher = await connectClient(wsUrl, { peerId: `bench-pusher-${kind}`, token })
     const expected = []
     const t0 = performance.now()
     const handles = []
@@ -84,7 +86,7 @@ async function runOne(kind) {
     await sleep(200)
 
     // pull with a fresh, empty client
-    const puller = await connectClient(wsUrl, { peerId: `bench-puller-${kind}` })
+    const puller = await connectClient(wsUrl, { peerId: `bench-puller-${kind}`, token })
     const t1 = performance.now()
     let next = 0
     const worker = async () => {

@@ -10,7 +10,7 @@ import { test } from "node:test"
 import assert from "node:assert/strict"
 import * as A from "@automerge/automerge"
 import { decodeHeads } from "@automerge/automerge-repo"
-import { startServer, serverKindFromEnv, freshDataDir } from "./lib/server.mjs"
+import { startServer, serverKindFromEnv, freshDataDir, defaultAuth } from "./lib/server.mjs"
 import { connectClient, pull, sleep, sameHeads } from "./lib/client.mjs"
 import { accountSeed, editHandle, toJSON } from "./lib/accounts.mjs"
 
@@ -24,7 +24,9 @@ test(`kill -9 while a client pushes ${TOTAL} documents: every acknowledged docum
   const kind = serverKindFromEnv()
   const dataDir = freshDataDir("fieldnotes-crash-")
   const server = await startServer({ kind, dataDir })
-  const pusher = await connectClient(server.wsUrl, { peerId: "crash-pusher" })
+  // our server refuses /sync without a session; the token survives the restart (it is in the database)
+  const { token } = await defaultAuth(server)
+  const pusher = await connectClient(server.wsUrl, { peerId: "crash-pusher", token })
   const storageId = pusher.serverStorageId
   assert.ok(storageId, "server's peer message must carry a storageId")
 
@@ -73,7 +75,7 @@ test(`kill -9 while a client pushes ${TOTAL} documents: every acknowledged docum
   assert.ok(killedAt.unacked > 0, "the kill must happen mid-push (some created documents not yet acknowledged)")
 
   const restarted = await startServer({ kind, dataDir })
-  const puller = await connectClient(restarted.wsUrl, { peerId: "crash-puller" })
+  const puller = await connectClient(restarted.wsUrl, { peerId: "crash-puller", token })
   const lost = []
   try {
     assert.equal(puller.serverStorageId, storageId, "server storageId must be stable across restarts")

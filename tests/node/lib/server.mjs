@@ -99,6 +99,7 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
   const findSetupLine = () => stdoutAfter.split("\n").find(l => l.startsWith("setup: ")) ?? null
   return {
     kind,
+    release,
     child,
     pid: child.pid,
     port: boundPort,
@@ -205,8 +206,8 @@ export async function runAdmin(dataDir, args, { stdin, allowFailure = false, rel
 }
 
 /** `admin team create NAME`: resolves to the new team's id (32 lowercase hex characters). */
-export async function createTeam(dataDir, name) {
-  const { stdout } = await runAdmin(dataDir, ["team", "create", name])
+export async function createTeam(dataDir, name, { release = false } = {}) {
+  const { stdout } = await runAdmin(dataDir, ["team", "create", name], { release })
   const id = stdout.trim()
   if (!/^[0-9a-f]{32}$/.test(id)) throw new Error(`admin team create ${name} printed ${JSON.stringify(stdout)}, not a team id`)
   return id
@@ -222,14 +223,14 @@ export function randomPassword() {
  * team: a team id or name. The password is always given (randomPassword() if omitted) so callers
  * know it. Resolves to { email, name, role, admin, password }.
  */
-export async function createUser(dataDir, { email, name, team, role = "rep", admin = false, password }) {
+export async function createUser(dataDir, { email, name, team, role = "rep", admin = false, password, release = false }) {
   if (!email || !team) throw new Error("createUser needs email and team")
   password ??= randomPassword()
   name ??= email.split("@")[0]
   const args = ["user", "create", "--email", email, "--name", name, "--team", team, "--role", role]
   if (admin) args.push("--admin")
   args.push("--password-stdin")
-  await runAdmin(dataDir, args, { stdin: `${password}\n` })
+  await runAdmin(dataDir, args, { stdin: `${password}\n`, release })
   return { email, name, role, admin, password }
 }
 
@@ -255,11 +256,11 @@ export async function createTeamWithUsers(dataDir, { team, users = [] }) {
  * `admin token create --email E [--days N] [--label L]`: resolves to the Bearer token (the only
  * thing the command prints on stdout).
  */
-export async function tokenFor(dataDir, email, { days, label } = {}) {
+export async function tokenFor(dataDir, email, { days, label, release = false } = {}) {
   const args = ["token", "create", "--email", email]
   if (days !== undefined) args.push("--days", String(days))
   if (label !== undefined) args.push("--label", label)
-  const { stdout } = await runAdmin(dataDir, args)
+  const { stdout } = await runAdmin(dataDir, args, { release })
   const token = stdout.trim()
   if (!/^[A-Za-z0-9_-]{43}$/.test(token)) throw new Error(`admin token create printed ${JSON.stringify(stdout)}, not a 43-character base64url token`)
   return token
@@ -319,4 +320,30 @@ export async function tokenBySignIn(baseUrl, email, password, label) {
   const r = await signIn(baseUrl, email, password, { path: "/api/tokens", extra: label ? { label } : {} })
   if (r.status !== 200 || typeof r.body?.token !== "string") throw new Error(`POST /api/tokens for ${email}: ${r.status} ${r.text}`)
   return r.body.token
+}
+
+const defaultAuths = new Map()
+
+/**
+ * The credentials the Node suites sync with. For our server: a team "E2E" with one user
+ * (e2e@example.com) made through `fieldnotes admin` on the server's data dir, and a Bearer token;
+ * made once per data dir, so a restart on the same data dir keeps them (the token lives in the
+ * database). For the reference server (no sign-in): { token: undefined }.
+ * Resolves to { token, teamId, email, password }.
+ */
+export async function defaultAuth(server) {
+  if (server.kind !== "ours") return { token: undefined }
+  const key = path.resolve(server.dataDir)
+  if (!defaultAuths.has(key)) {
+    const made = (async () => {
+      const release = server.release
+      const teamId = await createTeam(server.dataDir, "E2E", { release })
+      const user = await createUser(server.dataDir, { email: "e2e@example.com", name: "E2E Rep", team: teamId, role: "rep", release })
+      const token = await tokenFor(server.dataDir, user.email, { release: server.release })
+      return { token, teamId, email: user.email, password: user.password }
+    })()
+    defaultAuths.set(key, made)
+    made.catch(() => defaultAuths.delete(key))
+  }
+  return defaultAuths.get(key)
 }

@@ -8,6 +8,9 @@
 //! **Boundary:** all sync logic lives in `fieldnotes-sync`'s hub; this crate
 //! only moves frames between sockets and the hub thread and owns SQLite.
 
+pub mod access;
+pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod hub_thread;
@@ -17,6 +20,7 @@ pub mod storage;
 
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +30,9 @@ use axum::Router;
 use fieldnotes_sync::{HubConfig, PeerId};
 use tokio::net::TcpListener;
 
+use crate::auth::throttle::Throttle;
 use crate::cli::{LogFormat, ServeArgs};
-use crate::hub_thread::HubHandle;
+use crate::hub_thread::{Command, HubHandle};
 use crate::metrics::Metrics;
 use crate::storage::SqliteStore;
 
@@ -44,6 +49,8 @@ pub struct ServerOptions {
     pub data_dir: Option<PathBuf>,
     pub web_dir: Option<PathBuf>,
     pub max_frame_bytes: usize,
+    /// Mark the session cookie `Secure` (the server is reached over TLS).
+    pub secure_cookies: bool,
 }
 
 impl ServerOptions {
@@ -52,9 +59,14 @@ impl ServerOptions {
             data_dir: None,
             web_dir: None,
             max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
+            secure_cookies: false,
         }
     }
 }
+
+/// How often open connections' sessions are checked again, so a revoked
+/// session or a disabled user is cut off even while connected.
+pub const REVALIDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Inner {
     hub: HubHandle,
@@ -62,6 +74,8 @@ struct Inner {
     next_connection: AtomicU64,
     web_dir: Option<PathBuf>,
     max_frame_bytes: usize,
+    secure_cookies: bool,
+    throttle: Throttle,
 }
 
 /// Shared by every route. Cheap to clone.
@@ -116,6 +130,8 @@ impl AppState {
                 next_connection: AtomicU64::new(1),
                 web_dir: options.web_dir.clone(),
                 max_frame_bytes: options.max_frame_bytes,
+                secure_cookies: options.secure_cookies,
+                throttle: Throttle::default(),
             }),
         })
     }
@@ -129,8 +145,27 @@ impl AppState {
     pub fn max_frame_bytes(&self) -> usize {
         self.inner.max_frame_bytes
     }
+    pub fn secure_cookies(&self) -> bool {
+        self.inner.secure_cookies
+    }
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+    /// Checks every open connection's session now (after a sign-out).
+    pub async fn revalidate_now(&self) {
+        self.hub().send(Command::Revalidate).await;
+    }
     fn next_connection_id(&self) -> u64 {
         self.inner.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new first-run setup token while no administrator exists.
+    pub async fn setup_token(&self) -> anyhow::Result<Option<String>> {
+        self.hub()
+            .db(|store| auth::new_setup_token(store.connection_mut()))
+            .await
+            .context("the hub thread has stopped")?
+            .context("cannot create the setup link")
     }
 }
 
@@ -139,6 +174,7 @@ pub fn app(state: AppState) -> Router {
     let web_dir = state.inner.web_dir.clone().filter(|dir| dir.is_dir());
     let router = Router::new()
         .merge(routes::sync::router())
+        .merge(routes::api::router())
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .with_state(state);
@@ -156,14 +192,27 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let hub_state = state.clone();
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing writes and closing sockets");
-            hub_state.hub().shutdown().await;
-        })
-        .await
-        .context("server failed")?;
+    let ticker_state = state.clone();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(REVALIDATE_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            ticker_state.revalidate_now().await;
+        }
+    });
+    axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing writes and closing sockets");
+        hub_state.hub().shutdown().await;
+    })
+    .await
+    .context("server failed")?;
+    ticker.abort();
     state.hub().shutdown().await;
     tracing::info!("stopped");
     Ok(())
@@ -212,6 +261,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: Some(args.data_dir.clone()),
         web_dir: Some(args.web_dir.clone()),
         max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
+        secure_cookies: args.secure_cookies,
     };
     let state = AppState::open(&options)?;
     if !args.web_dir.is_dir() {
@@ -224,6 +274,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on http://{address}")?;
+        stdout.flush()?;
+    }
+    if let Some(token) = state.setup_token().await? {
+        // On stdout, not in the logs: the link is a secret for whoever
+        // started the server.
+        let base = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "setup: open {}/#/setup/{token} to create the first administrator and their team",
+            base.trim_end_matches('/')
+        )?;
         stdout.flush()?;
     }
     tracing::info!(%address, data_dir = %args.data_dir.display(), "serving");

@@ -7,5 +7,12 @@ use fieldnotes_server::cli::{Cli, Command};
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => fieldnotes_server::serve(args).await,
+        Command::Admin(args) => {
+            if let Err(error) = fieldnotes_server::admin::run(args) {
+                eprintln!("fieldnotes admin: {error:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }

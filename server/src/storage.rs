@@ -10,6 +10,17 @@
 //! - `sync_states(document_id TEXT, peer_storage_id TEXT, state BLOB)`: the
 //!   encoded `automerge::sync::State` per document and peer storage.
 //!
+//! Version 2 adds sign-in and ownership (see `docs/auth.md`):
+//!
+//! - `teams`, `users`, `memberships(user_id, team_id, role)`;
+//! - `sessions(token_hash, user_id, kind, created_at, expires_at, revoked_at)`:
+//!   only the SHA-256 of a session token is stored;
+//! - `invitations(token_hash, team_id, role, email, expires_at, used_at)`;
+//! - `document_owners(document_id, team_id)`: the team each document belongs to;
+//! - `storage_owners(storage_id, user_id)`: the user a peer storage id is bound to.
+//!
+//! Times are Unix milliseconds.
+//!
 //! Document ids are stored as their base58check text so an operator can find
 //! a document with the id from its URL.
 
@@ -18,7 +29,7 @@ use std::path::Path;
 use fieldnotes_sync::{DocStore, DocumentId, StorageId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -37,6 +48,55 @@ CREATE TABLE IF NOT EXISTS sync_states (
     peer_storage_id TEXT NOT NULL,
     state BLOB NOT NULL,
     PRIMARY KEY (document_id, peer_storage_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    disabled_at INTEGER,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memberships (
+    user_id TEXT NOT NULL REFERENCES users (id),
+    team_id TEXT NOT NULL REFERENCES teams (id),
+    role TEXT NOT NULL CHECK (role IN ('rep', 'manager')),
+    PRIMARY KEY (user_id, team_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    kind TEXT NOT NULL CHECK (kind IN ('browser', 'token')),
+    label TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS invitations (
+    token_hash BLOB PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams (id),
+    role TEXT NOT NULL CHECK (role IN ('rep', 'manager')),
+    email TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS document_owners (
+    document_id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams (id),
+    claimed_by TEXT,
+    claimed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS storage_owners (
+    storage_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id)
 ) WITHOUT ROWID;
 ";
 
@@ -121,6 +181,71 @@ impl SqliteStore {
     pub fn ping(&mut self) -> Result<(), StorageError> {
         self.connection
             .query_row("SELECT count(*) FROM meta", [], |row| row.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    /// The connection, for the sign-in tables (`crate::auth`). Only between
+    /// batches: the hub's batch transaction must not be open.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        debug_assert!(!self.in_transaction, "auth query inside a hub batch");
+        &mut self.connection
+    }
+
+    /// The team that owns a document, if any.
+    pub fn document_owner(
+        &mut self,
+        document: &DocumentId,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .connection
+            .prepare_cached("SELECT team_id FROM document_owners WHERE document_id = ?1")?
+            .query_row(params![document.to_string()], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Whether any chunk of the document is stored.
+    pub fn has_document(&mut self, document: &DocumentId) -> Result<bool, StorageError> {
+        Ok(self
+            .connection
+            .prepare_cached("SELECT 1 FROM chunks WHERE document_id = ?1 LIMIT 1")?
+            .query_row(params![document.to_string()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Gives an unowned document to a team, inside the current batch.
+    pub fn claim_document(
+        &mut self,
+        document: &DocumentId,
+        team: &str,
+        user: &str,
+        now_ms: u64,
+    ) -> Result<(), StorageError> {
+        self.begin()?;
+        self.connection
+            .prepare_cached(
+                "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![document.to_string(), team, user, now_ms as i64])?;
+        Ok(())
+    }
+
+    /// The user a peer storage id is bound to.
+    pub fn storage_owner(&mut self, storage: &StorageId) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .connection
+            .prepare_cached("SELECT user_id FROM storage_owners WHERE storage_id = ?1")?
+            .query_row(params![storage.as_str()], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Binds a peer storage id to a user, inside the current batch.
+    pub fn bind_storage(&mut self, storage: &StorageId, user: &str) -> Result<(), StorageError> {
+        self.begin()?;
+        self.connection
+            .prepare_cached("INSERT INTO storage_owners (storage_id, user_id) VALUES (?1, ?2)")?
+            .execute(params![storage.as_str(), user])?;
         Ok(())
     }
 

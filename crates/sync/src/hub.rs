@@ -77,6 +77,9 @@ pub enum CloseReason {
     Replaced,
     /// A batch could not be stored; the client should reconnect and sync again.
     StorageFailure,
+    /// The shell withdrew the connection's right to be here (a revoked or
+    /// expired session, a disabled user).
+    AccessRevoked,
 }
 
 /// Input the hub refuses. The `Display` text is sent to the peer in `error`.
@@ -91,6 +94,8 @@ pub enum ProtocolViolation {
     // The exact text the reference server sends.
     #[error("unsupported protocol version")]
     UnsupportedProtocolVersion,
+    #[error("peer id is in use by another user")]
+    PeerIdNotYours,
     #[error("join with a different peer id on an already joined connection")]
     RejoinAsAnotherPeer,
     #[error("invalid automerge sync message")]
@@ -99,11 +104,51 @@ pub enum ProtocolViolation {
     InvalidAutomergeData,
 }
 
-/// Decides whether a connection may see a document. The default allows all;
-/// teams plug in here. A denied `request`/`sync` gets `doc-unavailable`, a
-/// denied `ephemeral` is dropped.
-pub trait AccessPolicy: Send {
-    fn may_access(&self, connection: ConnectionId, peer: &PeerId, document: &DocumentId) -> bool;
+/// What a peer asks to do with a document, for [`AccessPolicy::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `request`: send me this document if you have it.
+    Request,
+    /// `sync`: here are my changes (may create the document on the server).
+    Sync,
+    /// `ephemeral` sent by the connection.
+    SendEphemeral,
+    /// An `ephemeral` message the hub would relay to this connection.
+    ReceiveEphemeral,
+}
+
+/// Decides what a connection may do. The default ([`AllowAll`]) allows all;
+/// teams plug in here. A denied `request`/`sync` gets `doc-unavailable` and no
+/// data, a denied `ephemeral` is dropped, a denied `join` is refused and closed.
+///
+/// Policies get the store so a decision that records something (a document
+/// claimed by its first writer's team) is written inside the current batch:
+/// it commits, or rolls back, with the document's data.
+pub trait AccessPolicy<S: DocStore> {
+    fn authorize(
+        &mut self,
+        store: &mut S,
+        connection: ConnectionId,
+        peer: &PeerId,
+        document: &DocumentId,
+        access: Access,
+    ) -> Result<bool, S::Error>;
+
+    /// May `connection` join as `peer`? `holder` is the connection joined with
+    /// that peer id right now, which the newcomer would replace.
+    fn may_join(
+        &mut self,
+        _store: &mut S,
+        _connection: ConnectionId,
+        _peer: &PeerId,
+        _storage: Option<&StorageId>,
+        _holder: Option<ConnectionId>,
+    ) -> Result<bool, S::Error> {
+        Ok(true)
+    }
+
+    /// The connection is gone from the hub.
+    fn disconnected(&mut self, _connection: ConnectionId) {}
 }
 
 /// Every connection may see every document (the automerge-repo default:
@@ -111,18 +156,33 @@ pub trait AccessPolicy: Send {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
-impl AccessPolicy for AllowAll {
-    fn may_access(&self, _: ConnectionId, _: &PeerId, _: &DocumentId) -> bool {
-        true
+impl<S: DocStore> AccessPolicy<S> for AllowAll {
+    fn authorize(
+        &mut self,
+        _: &mut S,
+        _: ConnectionId,
+        _: &PeerId,
+        _: &DocumentId,
+        _: Access,
+    ) -> Result<bool, S::Error> {
+        Ok(true)
     }
 }
 
-impl<F> AccessPolicy for F
+impl<S, F> AccessPolicy<S> for F
 where
-    F: Fn(ConnectionId, &PeerId, &DocumentId) -> bool + Send,
+    S: DocStore,
+    F: FnMut(ConnectionId, &PeerId, &DocumentId) -> bool,
 {
-    fn may_access(&self, connection: ConnectionId, peer: &PeerId, document: &DocumentId) -> bool {
-        self(connection, peer, document)
+    fn authorize(
+        &mut self,
+        _: &mut S,
+        connection: ConnectionId,
+        peer: &PeerId,
+        document: &DocumentId,
+        _: Access,
+    ) -> Result<bool, S::Error> {
+        Ok(self(connection, peer, document))
     }
 }
 
@@ -206,10 +266,10 @@ struct Batch {
 }
 
 /// The server engine. See the module docs.
-pub struct Hub<S: DocStore> {
+pub struct Hub<S: DocStore, A: AccessPolicy<S> = AllowAll> {
     store: S,
     config: HubConfig,
-    access: Box<dyn AccessPolicy>,
+    access: A,
     connections: HashMap<ConnectionId, Connection>,
     peers: HashMap<PeerId, ConnectionId>,
     documents: HashMap<DocumentId, LoadedDocument>,
@@ -221,12 +281,12 @@ pub struct Hub<S: DocStore> {
     clock: u64,
 }
 
-impl<S: DocStore> Hub<S> {
+impl<S: DocStore> Hub<S, AllowAll> {
     pub fn new(store: S, config: HubConfig) -> Self {
         Self {
             store,
             config,
-            access: Box::new(AllowAll),
+            access: AllowAll,
             connections: HashMap::new(),
             peers: HashMap::new(),
             documents: HashMap::new(),
@@ -237,11 +297,49 @@ impl<S: DocStore> Hub<S> {
             clock: 0,
         }
     }
+}
 
-    /// Replaces the access policy (the default allows everything).
-    pub fn with_access_policy(mut self, policy: impl AccessPolicy + 'static) -> Self {
-        self.access = Box::new(policy);
-        self
+impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
+    /// Replaces the access policy (the default allows everything). Call
+    /// before the first connection.
+    pub fn with_access_policy<B: AccessPolicy<S>>(self, policy: B) -> Hub<S, B> {
+        Hub {
+            store: self.store,
+            config: self.config,
+            access: policy,
+            connections: self.connections,
+            peers: self.peers,
+            documents: self.documents,
+            pending: self.pending,
+            batch: self.batch,
+            counters: self.counters,
+            last_storage_error: self.last_storage_error,
+            clock: self.clock,
+        }
+    }
+
+    pub fn access(&self) -> &A {
+        &self.access
+    }
+    pub fn access_mut(&mut self) -> &mut A {
+        &mut self.access
+    }
+    /// The policy and the store together, for policies that consult the
+    /// store outside a batch.
+    pub fn access_and_store_mut(&mut self) -> (&mut A, &mut S) {
+        (&mut self.access, &mut self.store)
+    }
+
+    /// Closes a connection the shell no longer lets in (see
+    /// [`CloseReason::AccessRevoked`]). Its documents stay as stored.
+    pub fn revoke(&mut self, connection: ConnectionId) {
+        if self.connections.contains_key(&connection) {
+            self.detach(connection);
+            self.pending.push(Effect::Close {
+                connection,
+                reason: CloseReason::AccessRevoked,
+            });
+        }
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -460,6 +558,7 @@ impl<S: DocStore> Hub<S> {
         let Some(state) = self.connections.remove(&connection) else {
             return;
         };
+        self.access.disconnected(connection);
         if let Some(joined) = &state.joined
             && self.peers.get(&joined.peer_id) == Some(&connection)
         {
@@ -496,7 +595,32 @@ impl<S: DocStore> Hub<S> {
             );
             return;
         }
-        if let Some(older) = self.peers.get(&join.sender_id).copied() {
+        let storage_id = if join.peer_metadata.is_ephemeral {
+            None
+        } else {
+            join.peer_metadata.storage_id.clone()
+        };
+        let holder = self.peers.get(&join.sender_id).copied();
+        match self.access.may_join(
+            &mut self.store,
+            connection,
+            &join.sender_id,
+            storage_id.as_ref(),
+            holder,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.counters.access_denied += 1;
+                self.refuse(
+                    connection,
+                    Some(join.sender_id),
+                    ProtocolViolation::PeerIdNotYours,
+                );
+                return;
+            }
+            Err(error) => return self.storage_failed(connection, error),
+        }
+        if let Some(older) = holder {
             // The reference server's behaviour: the newest socket wins.
             self.detach(older);
             self.pending.push(Effect::Close {
@@ -504,11 +628,6 @@ impl<S: DocStore> Hub<S> {
                 reason: CloseReason::Replaced,
             });
         }
-        let storage_id = if join.peer_metadata.is_ephemeral {
-            None
-        } else {
-            join.peer_metadata.storage_id.clone()
-        };
         self.peers.insert(join.sender_id.clone(), connection);
         if let Some(state) = self.connections.get_mut(&connection) {
             state.joined = Some(JoinedPeer {
@@ -577,10 +696,22 @@ impl<S: DocStore> Hub<S> {
             data,
             ..
         } = message;
-        if !self.access.may_access(connection, &peer_id, &document_id) {
-            self.counters.access_denied += 1;
-            self.send_unavailable(connection, peer_id, document_id);
-            return;
+        let access = if is_request {
+            Access::Request
+        } else {
+            Access::Sync
+        };
+        match self
+            .access
+            .authorize(&mut self.store, connection, &peer_id, &document_id, access)
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.counters.access_denied += 1;
+                self.send_unavailable(connection, peer_id, document_id);
+                return;
+            }
+            Err(error) => return self.storage_failed(connection, error),
         }
         let sync_message = match sync::Message::decode(&data) {
             Ok(message) => message,
@@ -773,12 +904,19 @@ impl<S: DocStore> Hub<S> {
     }
 
     fn handle_ephemeral(&mut self, connection: ConnectionId, message: Ephemeral, now_ms: u64) {
-        if !self
-            .access
-            .may_access(connection, &message.sender_id, &message.document_id)
-        {
-            self.counters.access_denied += 1;
-            return;
+        match self.access.authorize(
+            &mut self.store,
+            connection,
+            &message.sender_id,
+            &message.document_id,
+            Access::SendEphemeral,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.counters.access_denied += 1;
+                return;
+            }
+            Err(error) => return self.storage_failed(connection, error),
         }
         let Some(state) = self.connections.get_mut(&connection) else {
             return;
@@ -821,11 +959,16 @@ impl<S: DocStore> Hub<S> {
             let Some(target_id) = self.joined_peer_id(other) else {
                 continue;
             };
-            if !self
-                .access
-                .may_access(other, &target_id, &message.document_id)
-            {
-                continue;
+            match self.access.authorize(
+                &mut self.store,
+                other,
+                &target_id,
+                &message.document_id,
+                Access::ReceiveEphemeral,
+            ) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => return self.storage_failed(connection, error),
             }
             let relay = Message::Ephemeral(Ephemeral {
                 target_id,

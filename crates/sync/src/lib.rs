@@ -20,7 +20,7 @@ pub use client::{
 };
 pub use document_id::{DocumentId, DocumentIdError};
 pub use hub::{
-    AccessPolicy, AllowAll, CloseReason, ConnectionId, Effect, Hub, HubConfig, HubCounters,
+    Access, AccessPolicy, AllowAll, CloseReason, ConnectionId, Effect, Hub, HubConfig, HubCounters,
 };
 pub use protocol::{DecodeError, Message, PeerId, PeerMetadata, StorageId};
 pub use store::{DocStore, MemoryStore};

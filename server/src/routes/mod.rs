@@ -1,5 +1,6 @@
 //! HTTP routes, one module each, each with its own `router()`.
 
+pub mod api;
 pub mod health;
 pub mod metrics;
 pub mod sync;

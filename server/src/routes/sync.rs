@@ -1,17 +1,22 @@
 //! `GET /sync`: the automerge-repo WebSocket. Each socket is two loops: frames
 //! in go to the hub thread; frames out come from the hub thread.
 
+use std::collections::HashMap;
+
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use fieldnotes_sync::ConnectionId;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::AppState;
+use crate::access::Principal;
 use crate::hub_thread::{Command, OUTGOING_QUEUE, Outgoing};
+use crate::routes::api::{ApiError, session_of};
 
 /// Extra room above the hub's frame limit in the WebSocket layer, so frames a
 /// little over the limit get the hub's `error` message rather than a bare
@@ -22,20 +27,59 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/sync", get(upgrade))
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// Only signed-in users get a socket: 401 without a live session, 403 for a
+/// `team` the user is not in. The socket is bound to that session.
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match session_of(&state, &headers).await {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
+    };
+    let teams = session.team_ids();
+    let claim_team = match query.get("team") {
+        Some(team) if teams.contains(team) => team.clone(),
+        Some(_) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "You are not a member of that team. Sign out and in again to refresh your teams.",
+            )
+            .into_response();
+        }
+        None => match session.info.teams.first() {
+            Some(team) => team.id.clone(),
+            None => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "You are not in any team yet. Ask your manager to add you to one.",
+                )
+                .into_response();
+            }
+        },
+    };
+    let principal = Principal {
+        session: session.token_hash,
+        user_id: session.info.user.id.clone(),
+        teams,
+        claim_team,
+    };
     let limit = state.max_frame_bytes() + TRANSPORT_SLACK_BYTES;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve_socket(socket, state))
+        .on_upgrade(move |socket| serve_socket(socket, state, principal))
 }
 
-async fn serve_socket(socket: WebSocket, state: AppState) {
+async fn serve_socket(socket: WebSocket, state: AppState, principal: Principal) {
     let connection = ConnectionId(state.next_connection_id());
     let (outgoing, mut outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     if !state
         .hub()
         .send(Command::Connected {
             connection,
+            principal,
             outgoing,
         })
         .await

@@ -1,0 +1,546 @@
+//! `/api/…`: sign-in, sign-out, tokens, first-run setup and invitations
+//! (`docs/auth.md`). Database work runs on the hub thread between batches;
+//! password hashing runs on the blocking pool.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, RETRY_AFTER, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{self, AuthError, Session, SessionInfo, SessionKind, password};
+
+pub const SESSION_COOKIE: &str = "fieldnotes_session";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/session",
+            get(current_session).post(sign_in).delete(sign_out),
+        )
+        .route("/api/tokens", post(create_token))
+        .route("/api/setup", get(setup_needed).post(setup))
+        .route("/api/invitations/{token}", get(show_invitation))
+        .route("/api/invitations/accept", post(accept_invitation))
+}
+
+/// An answer with a JSON `{"error": …}` body in words a rep can act on.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn signed_out() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "You are signed out. Sign in to sync your notes.",
+        )
+    }
+
+    fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down. Try again in a minute.",
+        )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let status = match &error {
+            AuthError::Invalid(_) | AuthError::NoSuchTeam(_) | AuthError::AmbiguousTeam(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            AuthError::WrongCredentials | AuthError::NoSuchUser(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Disabled => StatusCode::FORBIDDEN,
+            AuthError::EmailTaken(_) | AuthError::InvitationForAnotherEmail(_) => {
+                StatusCode::CONFLICT
+            }
+            AuthError::LinkNotValid => StatusCode::GONE,
+            AuthError::Database(_) | AuthError::Hashing(_) => {
+                tracing::error!(%error, "sign-in request failed");
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on the server. Try again in a minute.",
+                );
+            }
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The client's address, when the server runs with connect info (it always
+/// does outside in-process tests).
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+/// The session token a request carries: `Authorization: Bearer`, or the
+/// cookie when the request is same-origin (a cross-site page cannot use a
+/// rep's cookie, WebSocket included).
+pub fn request_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let token = value.strip_prefix("Bearer ")?.trim();
+        return (!token.is_empty()).then(|| token.to_string());
+    }
+    if !same_origin(headers) {
+        return None;
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|token| !token.is_empty())
+}
+
+/// No `Origin` (not a browser page), or one whose host is the request's host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(origin)
+        .trim_end_matches('/');
+    origin_host.eq_ignore_ascii_case(host)
+}
+
+/// The live session behind a request, if any.
+pub async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
+    let token = request_token(headers).ok_or_else(ApiError::signed_out)?;
+    state
+        .hub()
+        .db(move |store| auth::session_by_token(store.connection_mut(), &token))
+        .await
+        .ok_or_else(ApiError::unavailable)??
+        .ok_or_else(ApiError::signed_out)
+}
+
+fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
+    state.secure_cookies()
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn session_cookie(token: &str, max_age_s: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+    ))
+    .expect("token is URL-safe base64")
+}
+
+/// A signed-in answer: the session info, and the cookie for browsers.
+fn signed_in(token: &str, info: SessionInfo, secure: bool) -> Response {
+    let max_age = info.expires_at.saturating_sub(auth::now_ms()) / 1000;
+    let mut response = Json(info).into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, session_cookie(token, max_age, secure));
+    response
+}
+
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    password::check_strength(&password)?;
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    label: Option<String>,
+}
+
+/// Checks a password with throttling; the same answer for an unknown email
+/// and a wrong password.
+async fn authenticate(
+    state: &AppState,
+    address: Option<IpAddr>,
+    credentials: &Credentials,
+) -> Result<auth::User, ApiError> {
+    let email = credentials.email.trim().to_lowercase();
+    if email.is_empty() || credentials.password.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Type your email and password.",
+        ));
+    }
+    if let Err(locked) = state.throttle().check(&email, address, Instant::now()) {
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: locked.message,
+            retry_after: Some(locked.retry_after.as_secs().max(1)),
+        });
+    }
+    let lookup = email.clone();
+    let found = state
+        .hub()
+        .db(move |store| auth::user_by_email(store.connection_mut(), &lookup))
+        .await
+        .ok_or_else(ApiError::unavailable)??;
+    let password = credentials.password.clone();
+    let stored = found.as_ref().map(|(_, hash)| hash.clone());
+    let valid = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
+        .await
+        .unwrap_or(false);
+    match found {
+        Some((user, _)) if valid => {
+            state.throttle().record_success(&email);
+            if user.disabled {
+                return Err(AuthError::Disabled.into());
+            }
+            Ok(user)
+        }
+        _ => {
+            state
+                .throttle()
+                .record_failure(&email, address, Instant::now());
+            tracing::info!(?address, "failed sign-in");
+            Err(AuthError::WrongCredentials.into())
+        }
+    }
+}
+
+async fn start_session(
+    state: &AppState,
+    user: auth::User,
+    kind: SessionKind,
+    label: Option<String>,
+) -> Result<(String, SessionInfo), ApiError> {
+    let lifetime = match kind {
+        SessionKind::Browser => auth::BROWSER_SESSION_MS,
+        SessionKind::Token => auth::TOKEN_SESSION_MS,
+    };
+    state
+        .hub()
+        .db(move |store| {
+            auth::create_session(
+                store.connection_mut(),
+                &user,
+                kind,
+                lifetime,
+                label.as_deref(),
+            )
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)?
+        .map_err(ApiError::from)
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    Json(credentials): Json<Credentials>,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&state, address, &credentials).await?;
+    let (token, info) = start_session(&state, user, SessionKind::Browser, None).await?;
+    Ok(signed_in(&token, info, over_tls(&state, &headers)))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Json(credentials): Json<Credentials>,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&state, address, &credentials).await?;
+    let label = credentials.label.clone();
+    let (token, info) = start_session(&state, user, SessionKind::Token, label).await?;
+    let mut body = serde_json::to_value(&info).map_err(|e| AuthError::Hashing(e.to_string()))?;
+    body["token"] = serde_json::Value::String(token);
+    Ok(Json(body).into_response())
+}
+
+async fn current_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<SessionInfo>, ApiError> {
+    Ok(Json(session_of(&state, &headers).await?.info))
+}
+
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Ok(session) = session_of(&state, &headers).await {
+        let hash = session.token_hash;
+        let revoked = state
+            .hub()
+            .db(move |store| auth::revoke_session(store.connection_mut(), &hash))
+            .await;
+        if let Some(Err(error)) = revoked {
+            tracing::error!(%error, "cannot revoke a session");
+        }
+        state.revalidate_now().await;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        SET_COOKIE,
+        session_cookie("", 0, over_tls(&state, &headers)),
+    );
+    response
+}
+
+async fn setup_needed(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let exists = state
+        .hub()
+        .db(|store| auth::admin_exists(store.connection_mut()))
+        .await
+        .ok_or_else(ApiError::unavailable)??;
+    Ok(Json(serde_json::json!({ "needed": !exists })).into_response())
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    team_name: String,
+}
+
+async fn setup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(form): Json<SetupForm>,
+) -> Result<Response, ApiError> {
+    auth::check_name(&form.name, "your name")?;
+    auth::normalize_email(&form.email)?;
+    auth::check_name(&form.team_name, "your team's name")?;
+    let hash = hash_password(form.password).await?;
+    let (token, info) = state
+        .hub()
+        .db(move |store| {
+            let connection = store.connection_mut();
+            let (user, _team) = auth::complete_setup(
+                connection,
+                &form.token,
+                auth::FirstAdmin {
+                    name: &form.name,
+                    email: &form.email,
+                    password_hash: &hash,
+                    team_name: &form.team_name,
+                },
+            )?;
+            auth::create_session(
+                connection,
+                &user,
+                SessionKind::Browser,
+                auth::BROWSER_SESSION_MS,
+                None,
+            )
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)??;
+    tracing::info!("first administrator created");
+    Ok(signed_in(&token, info, over_tls(&state, &headers)))
+}
+
+async fn show_invitation(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let invitation = state
+        .hub()
+        .db(move |store| auth::invitation(store.connection_mut(), &token))
+        .await
+        .ok_or_else(ApiError::unavailable)?;
+    match invitation {
+        Ok(invitation) => Ok(Json(invitation).into_response()),
+        Err(AuthError::LinkNotValid) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "This invitation link is not valid or has expired. Ask your manager for a new one.",
+        )),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct AcceptForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn accept_invitation(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    Json(form): Json<AcceptForm>,
+) -> Result<Response, ApiError> {
+    let email = auth::normalize_email(&form.email)?;
+    let lookup_token = form.token.clone();
+    let lookup_email = email.clone();
+    let (invitation, existing) = state
+        .hub()
+        .db(move |store| {
+            let connection = store.connection_mut();
+            let invitation = auth::invitation(connection, &lookup_token);
+            let existing = auth::user_by_email(connection, &lookup_email);
+            (invitation, existing)
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)?;
+    let invitation = match invitation {
+        Ok(invitation) => invitation,
+        Err(AuthError::LinkNotValid) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "This invitation link is not valid or has expired. Ask your manager for a new one.",
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    if let Some(expected) = &invitation.email
+        && *expected != email
+    {
+        return Err(AuthError::InvitationForAnotherEmail(expected.clone()).into());
+    }
+    let user = match existing? {
+        // An existing user joins another team by proving who they are.
+        Some(_) => {
+            let credentials = Credentials {
+                email: email.clone(),
+                password: form.password.clone(),
+                label: None,
+            };
+            authenticate(&state, address, &credentials).await?
+        }
+        None => {
+            auth::check_name(&form.name, "your name")?;
+            let hash = hash_password(form.password.clone()).await?;
+            let name = form.name.clone();
+            state
+                .hub()
+                .db(move |store| {
+                    auth::create_user(store.connection_mut(), &email, &name, &hash, false)
+                })
+                .await
+                .ok_or_else(ApiError::unavailable)??
+        }
+    };
+    let token = form.token.clone();
+    let (session_token, info) = state
+        .hub()
+        .db(move |store| {
+            let connection = store.connection_mut();
+            auth::use_invitation(connection, &token, &user)?;
+            auth::create_session(
+                connection,
+                &user,
+                SessionKind::Browser,
+                auth::BROWSER_SESSION_MS,
+                None,
+            )
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)??;
+    Ok(signed_in(&session_token, info, over_tls(&state, &headers)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_wins_and_cookies_need_the_same_origin() {
+        let h = headers(&[
+            ("authorization", "Bearer abc"),
+            ("cookie", "fieldnotes_session=xyz"),
+        ]);
+        assert_eq!(request_token(&h).as_deref(), Some("abc"));
+        let h = headers(&[
+            ("host", "app.example:3030"),
+            ("cookie", "a=1; fieldnotes_session=xyz"),
+        ]);
+        assert_eq!(request_token(&h).as_deref(), Some("xyz"));
+        let h = headers(&[
+            ("host", "app.example:3030"),
+            ("origin", "http://app.example:3030"),
+            ("cookie", "fieldnotes_session=xyz"),
+        ]);
+        assert_eq!(request_token(&h).as_deref(), Some("xyz"));
+        let h = headers(&[
+            ("host", "app.example:3030"),
+            ("origin", "https://evil.example"),
+            ("cookie", "fieldnotes_session=xyz"),
+        ]);
+        assert_eq!(request_token(&h), None);
+        let h = headers(&[("authorization", "Basic abc")]);
+        assert_eq!(request_token(&h), None);
+    }
+}

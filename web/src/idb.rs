@@ -10,7 +10,7 @@
 //! "strict"`, resolved only on the transaction's `complete` event, i.e. once the browser has
 //! flushed it to disk. That completion is what the app calls "saved".
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Array, Promise, Uint8Array};
@@ -99,6 +99,9 @@ pub struct Idb {
     name: Rc<str>,
     /// The open connection. The browser closes it after a disk error; it is then reopened.
     database: Rc<RefCell<IdbDatabase>>,
+    /// Closed on purpose (sign-out, team switch): never reopened, so a late write cannot
+    /// recreate a database that is being deleted.
+    closed: Rc<Cell<bool>>,
 }
 
 impl Idb {
@@ -108,7 +111,15 @@ impl Idb {
         Ok(Idb {
             name: name.into(),
             database: Rc::new(RefCell::new(database)),
+            closed: Rc::new(Cell::new(false)),
         })
+    }
+
+    /// Closes the connection for good; writes after this fail. Transactions already started
+    /// still complete.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.database.borrow().close();
     }
 
     async fn connect(name: &str) -> Result<IdbDatabase, StorageError> {
@@ -140,7 +151,18 @@ impl Idb {
         let result = request_future(request.unchecked_ref::<IdbRequest>()).await;
         request.set_onupgradeneeded(None);
         drop(upgrade);
-        Ok(result?.unchecked_into())
+        let database: IdbDatabase = result?.unchecked_into();
+        // Another tab signed this user out (and deletes this database) or a newer version
+        // upgrades it: let go at once so it is not blocked, and reload to show what is now true.
+        let on_version_change = Closure::once_into_js({
+            let database = database.clone();
+            move || {
+                database.close();
+                let _ = gloo_utils::window().location().reload();
+            }
+        });
+        database.set_onversionchange(Some(on_version_change.unchecked_ref()));
+        Ok(database)
     }
 
     fn database(&self) -> IdbDatabase {
@@ -149,6 +171,11 @@ impl Idb {
 
     /// Opens a new connection after the browser closed ours (it does after a disk error).
     async fn reconnect(&self) -> Result<(), StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Failed(
+                "this storage was closed on sign-out".into(),
+            ));
+        }
         let database = Self::connect(&self.name).await?;
         *self.database.borrow_mut() = database;
         Ok(())
@@ -281,6 +308,56 @@ impl Idb {
         }
         Ok(Some(value.unchecked_into::<Uint8Array>().to_vec()))
     }
+}
+
+/// The names of this origin's IndexedDB databases (`indexedDB.databases()`); empty where the
+/// browser does not tell.
+pub async fn database_names() -> Vec<String> {
+    let Some(factory) = web_sys::window().and_then(|w| w.indexed_db().ok().flatten()) else {
+        return Vec::new();
+    };
+    let Ok(method) = js_sys::Reflect::get(&factory, &"databases".into()) else {
+        return Vec::new();
+    };
+    let Some(method) = method.dyn_ref::<js_sys::Function>() else {
+        return Vec::new();
+    };
+    let Ok(promise) = method.call0(&factory) else {
+        return Vec::new();
+    };
+    let Ok(list) = JsFuture::from(promise.unchecked_into::<Promise>()).await else {
+        return Vec::new();
+    };
+    Array::from(&list)
+        .iter()
+        .filter_map(|info| {
+            js_sys::Reflect::get(&info, &"name".into())
+                .ok()?
+                .as_string()
+        })
+        .collect()
+}
+
+/// Deletes a database and everything in it; resolves once it is gone. `on_blocked` runs if
+/// another tab still holds it open (that tab closes it on `versionchange`).
+pub async fn delete_database(
+    name: &str,
+    on_blocked: impl Fn() + 'static,
+) -> Result<(), StorageError> {
+    let factory = web_sys::window()
+        .ok_or(StorageError::Unavailable)?
+        .indexed_db()
+        .map_err(StorageError::from_js)?
+        .ok_or(StorageError::Unavailable)?;
+    let request = factory
+        .delete_database(name)
+        .map_err(StorageError::from_js)?;
+    let blocked = Closure::<dyn FnMut()>::new(on_blocked);
+    request.set_onblocked(Some(blocked.as_ref().unchecked_ref()));
+    let result = request_future(request.unchecked_ref::<IdbRequest>()).await;
+    request.set_onblocked(None);
+    drop(blocked);
+    result.map(|_| ())
 }
 
 fn chunk_key(document: &str, sequence: u32) -> JsValue {

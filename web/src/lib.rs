@@ -6,11 +6,13 @@
 //! parts (`state`, the splice in `components::account`) are unit-tested natively; the rest is
 //! tested in a real browser by `tests/node/browser`.
 
+pub mod api;
 pub mod components;
 pub mod idb;
 pub mod platform;
 pub mod repo;
 pub mod services;
+pub mod session;
 pub mod state;
 pub mod sync;
 

@@ -61,15 +61,19 @@ pub async fn request_persistent_storage() -> bool {
     }
 }
 
-/// The page's origin as a WebSocket URL for `/sync` (`ws:` or `wss:` like the page).
-pub fn sync_url() -> String {
+/// The page's origin as a WebSocket URL for one team's `/sync` (`ws:` or `wss:` like the page).
+pub fn sync_url(team: &str) -> String {
     let location = gloo_utils::window().location();
     let protocol = if location.protocol().unwrap_or_default() == "https:" {
         "wss:"
     } else {
         "ws:"
     };
-    format!("{protocol}//{}/sync", location.host().unwrap_or_default())
+    format!(
+        "{protocol}//{}/sync?team={}",
+        location.host().unwrap_or_default(),
+        js_sys::encode_uri_component(team)
+    )
 }
 
 /// The current location hash without its `#`.

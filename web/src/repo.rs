@@ -161,19 +161,36 @@ impl Repo {
 
     /// Account ids the directory lists that this device does not have yet.
     pub fn missing_accounts(&self) -> Vec<String> {
+        self.directory_progress().1
+    }
+
+    /// How many accounts the directory lists, and the ids of those this device does not have
+    /// yet (one read of the directory for both).
+    pub fn directory_progress(&self) -> (usize, Vec<String>) {
         let Some(directory) = self
             .documents
             .get(&self.directory_id)
             .and_then(|doc| hydrate_directory(doc).ok())
         else {
-            return Vec::new();
+            return (0, Vec::new());
         };
-        directory
+        let missing = directory
             .accounts
             .keys()
             .map(|id| id.as_str().to_string())
             .filter(|id| !self.accounts.contains_key(id))
-            .collect()
+            .collect();
+        (directory.accounts.len(), missing)
+    }
+
+    /// The storage this repo writes to.
+    pub fn idb(&self) -> &Idb {
+        &self.idb
+    }
+
+    /// Whether every change is on disk and no write is in flight.
+    pub fn idle(&self) -> bool {
+        !self.writing && self.queue.is_empty() && self.dirty.is_empty()
     }
 
     /// Documents this device knows about, for the sync engine.

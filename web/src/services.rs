@@ -7,37 +7,18 @@ use fieldnotes_model::{AccountDoc, AccountId, ModelError, TeamId, UserId};
 use fieldnotes_sync::DocumentId;
 use yew::Callback;
 
-use crate::idb::{Idb, StorageError, WriteOp};
+use crate::idb::{Idb, StorageError};
 use crate::platform::{random_bytes, request_persistent_storage, storage_estimate};
 use crate::repo::{self, Repo, RepoEvent, SharedRepo};
 use crate::state::{Action, Boot};
 use crate::sync::SyncHandle;
 
-const IDENTITY_KEY: &str = "identity";
-
-/// Who uses the app on this device, until sign-in replaces it.
+/// Who writes and in which team: the signed-in user's display name (the author on notes and
+/// in history) and the server's team id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     pub user: UserId,
     pub team: TeamId,
-}
-
-impl Identity {
-    fn encode(&self) -> Vec<u8> {
-        format!("v1\n{}\n{}", self.user.as_str(), self.team.as_str()).into_bytes()
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Identity> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut lines = text.lines();
-        (lines.next()? == "v1").then_some(())?;
-        let user = lines.next()?.to_string();
-        let team = lines.next()?.to_string();
-        Some(Identity {
-            user: UserId::new(user),
-            team: TeamId::new(team),
-        })
-    }
 }
 
 /// The team directory's document id, derived from the team id so every device finds the same
@@ -57,22 +38,6 @@ impl PartialEq for Services {
     fn eq(&self, other: &Self) -> bool {
         Rc::ptr_eq(&self.repo, &other.repo)
     }
-}
-
-/// Reads the identity stored on this device, if the rep has given one.
-pub async fn stored_identity(idb: &Idb) -> Result<Option<Identity>, StorageError> {
-    Ok(idb
-        .meta(IDENTITY_KEY)
-        .await?
-        .and_then(|bytes| Identity::decode(&bytes)))
-}
-
-pub async fn save_identity(idb: &Idb, identity: &Identity) -> Result<(), StorageError> {
-    idb.write(&[WriteOp::PutMeta {
-        key: IDENTITY_KEY.to_string(),
-        bytes: identity.encode(),
-    }])
-    .await
 }
 
 /// Loads this device's documents and starts saving and syncing.
@@ -108,7 +73,13 @@ pub async fn start(
         unreadable: repo.borrow().unreadable_count(),
     });
     repo::flush(&repo);
-    let sync = SyncHandle::start(repo.clone(), idb, dispatch.clone()).await;
+    let sync = SyncHandle::start(
+        repo.clone(),
+        idb,
+        identity.team.as_str().to_string(),
+        dispatch.clone(),
+    )
+    .await;
     let services = Services {
         repo,
         sync,
@@ -172,6 +143,20 @@ impl Services {
     pub fn navigate(&self, route: crate::state::Route) {
         crate::platform::set_hash(&route.to_hash());
     }
+
+    /// Stops syncing, lets every change reach the disk (up to a few seconds) and closes the
+    /// database, before a team switch or a sign-out.
+    pub async fn stop(&self) {
+        self.sync.stop();
+        repo::flush(&self.repo);
+        for _ in 0..100 {
+            if self.repo.borrow().idle() {
+                break;
+            }
+            gloo_timers::future::TimeoutFuture::new(50).await;
+        }
+        self.repo.borrow().idb().close();
+    }
 }
 
 /// Fresh random bytes for a list item's id (note, follow-up, goal, contact).
@@ -182,17 +167,6 @@ pub fn new_item_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identity_round_trips_and_rejects_garbage() {
-        let identity = Identity {
-            user: UserId::new("Ann Lee"),
-            team: TeamId::new("north"),
-        };
-        assert_eq!(Identity::decode(&identity.encode()), Some(identity));
-        assert_eq!(Identity::decode(b"v2\nx\ny"), None);
-        assert_eq!(Identity::decode(b"\xff\xfe"), None);
-    }
 
     #[test]
     fn every_device_derives_the_same_directory_id_per_team() {

@@ -17,6 +17,10 @@ pub enum Route {
     Account(String),
     Capture(String),
     Team,
+    /// The first-run link `fieldnotes serve` prints: create the first administrator and team.
+    Setup(String),
+    /// An invitation link: join a team.
+    Invite(String),
 }
 
 impl Route {
@@ -27,6 +31,8 @@ impl Route {
             ["team"] => Route::Team,
             ["account", id] if !id.is_empty() => Route::Account((*id).to_string()),
             ["account", id, "note"] if !id.is_empty() => Route::Capture((*id).to_string()),
+            ["setup", token] if !token.is_empty() => Route::Setup((*token).to_string()),
+            ["invite", token] if !token.is_empty() => Route::Invite((*token).to_string()),
             _ => Route::Accounts,
         }
     }
@@ -38,6 +44,8 @@ impl Route {
             Route::Team => "/team".to_string(),
             Route::Account(id) => format!("/account/{id}"),
             Route::Capture(id) => format!("/account/{id}/note"),
+            Route::Setup(token) => format!("/setup/{token}"),
+            Route::Invite(token) => format!("/invite/{token}"),
         }
     }
 }
@@ -58,6 +66,11 @@ pub enum SyncPhase {
         reason: String,
         retry_in_seconds: u32,
     },
+    /// The server ended this device's session (expired, revoked): edits stay on the device
+    /// until the rep signs in again.
+    SignedOut,
+    /// Signed in, but the rep is no longer a member of this team.
+    NotInTeam,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +80,8 @@ pub struct SyncStatus {
     pub pending_changes: usize,
     /// Accounts the directory lists that have not arrived on this device yet.
     pub accounts_to_fetch: usize,
+    /// Accounts the directory lists (that the server has).
+    pub accounts_listed: usize,
     /// When the last full sync finished (unix millis).
     pub last_synced_millis: Option<i64>,
 }
@@ -77,6 +92,7 @@ impl Default for SyncStatus {
             phase: SyncPhase::Connecting,
             pending_changes: 0,
             accounts_to_fetch: 0,
+            accounts_listed: 0,
             last_synced_millis: None,
         }
     }
@@ -97,9 +113,11 @@ pub struct StorageStatus {
 pub enum Boot {
     /// Opening storage and loading documents.
     Loading,
-    /// The rep has not told the app who they are on this device yet.
-    NeedsIdentity,
+    /// Nobody is signed in on this device.
+    NeedsSignIn,
     Ready,
+    /// Revoking the session and deleting the user's data from this device.
+    SigningOut,
     /// Storage could not be opened at all.
     Failed(String),
 }
@@ -153,6 +171,8 @@ pub enum Action {
     Sync(SyncStatus),
     UpdateReady,
     Notice(Option<String>),
+    /// The user signed out: nothing of theirs stays in the state either.
+    SignedOut,
 }
 
 impl Reducible for AppState {
@@ -194,6 +214,13 @@ impl Reducible for AppState {
             }
             Action::UpdateReady => next.update_ready = true,
             Action::Notice(notice) => next.notice = notice,
+            Action::SignedOut => {
+                next = AppState {
+                    boot: Boot::NeedsSignIn,
+                    update_ready: self.update_ready,
+                    ..AppState::default()
+                }
+            }
         }
         Rc::new(next)
     }
@@ -229,16 +256,24 @@ impl AppState {
         match &self.sync.phase {
             SyncPhase::Offline => format!("Offline{waiting}{last}"),
             SyncPhase::Connecting => format!("Connecting…{waiting}"),
-            SyncPhase::Syncing if self.sync.accounts_to_fetch > 0 => format!(
-                "Syncing… {} accounts still to download{waiting}",
-                self.sync.accounts_to_fetch
-            ),
+            SyncPhase::Syncing if self.sync.accounts_to_fetch > 0 => {
+                let listed = self.sync.accounts_listed.max(self.sync.accounts_to_fetch);
+                format!(
+                    "Downloading accounts: {} of {listed}{waiting}",
+                    listed - self.sync.accounts_to_fetch
+                )
+            }
             SyncPhase::Syncing => format!("Syncing…{waiting}"),
             SyncPhase::Synced => format!("All synced{last}"),
             SyncPhase::Retrying {
                 reason,
                 retry_in_seconds,
             } => format!("Can't sync: {reason}. Trying again in {retry_in_seconds} s{waiting}"),
+            SyncPhase::SignedOut => format!("Signed out — sign in to sync{waiting}"),
+            SyncPhase::NotInTeam => format!(
+                "Can't sync: you are no longer in this team. Your changes stay on this phone; \
+                 ask your administrator to add you again{waiting}"
+            ),
         }
     }
 }
@@ -269,12 +304,15 @@ mod tests {
             Route::Team,
             Route::Account("abc".into()),
             Route::Capture("abc".into()),
+            Route::Setup("t0k3n".into()),
+            Route::Invite("t0k3n".into()),
         ] {
             assert_eq!(Route::from_hash(&route.to_hash()), route);
         }
         assert_eq!(Route::from_hash(""), Route::Accounts);
         assert_eq!(Route::from_hash("/account/"), Route::Accounts);
         assert_eq!(Route::from_hash("/nonsense/x/y"), Route::Accounts);
+        assert_eq!(Route::from_hash("/setup/"), Route::Accounts);
     }
 
     #[test]
@@ -310,6 +348,7 @@ mod tests {
                 phase: SyncPhase::Offline,
                 pending_changes: 3,
                 accounts_to_fetch: 0,
+                accounts_listed: 0,
                 last_synced_millis: Some(now - 5 * 60_000),
             },
             ..AppState::default()
@@ -329,6 +368,36 @@ mod tests {
             state.sync_line(now),
             "Can't sync: the server did not answer. Trying again in 8 s"
         );
+        state.sync.phase = SyncPhase::SignedOut;
+        state.sync.pending_changes = 2;
+        assert_eq!(
+            state.sync_line(now),
+            "Signed out — sign in to sync · 2 changes waiting"
+        );
+    }
+
+    #[test]
+    fn a_new_device_shows_how_far_the_download_is() {
+        let mut state = AppState::default();
+        state.sync.phase = SyncPhase::Syncing;
+        state.sync.accounts_listed = 500;
+        state.sync.accounts_to_fetch = 488;
+        assert_eq!(state.sync_line(0), "Downloading accounts: 12 of 500");
+    }
+
+    #[test]
+    fn signing_out_forgets_the_accounts_and_asks_for_a_sign_in() {
+        let state = Rc::new(AppState {
+            boot: Boot::Ready,
+            unreadable_accounts: 2,
+            notice: Some("x".into()),
+            ..AppState::default()
+        });
+        let state = state.reduce(Action::SignedOut);
+        assert_eq!(state.boot, Boot::NeedsSignIn);
+        assert!(state.accounts.is_empty());
+        assert_eq!(state.unreadable_accounts, 0);
+        assert_eq!(state.notice, None);
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //!   IndexedDB transaction as the changes they describe, so after a reload or days offline the
 //!   first exchange sends only what changed, and a saved state never claims changes the device
 //!   did not keep.
+//! - Sign-in: the socket carries the session cookie. The browser does not say why an upgrade
+//!   failed, so when a socket closes before it opened, or with code 4401 ("signed out"), the
+//!   shell asks `GET /api/session`. A 401 stops reconnecting (local edits stay in IndexedDB and
+//!   keep counting as waiting) until the rep signs in again ([`SyncHandle::resume`]); no answer
+//!   at all is only "offline", with the usual backoff.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,9 +29,10 @@ use gloo_timers::callback::Timeout;
 use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{BinaryType, MessageEvent, WebSocket};
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
 
+use crate::api::{self, ApiError};
 use crate::idb::Idb;
 use crate::platform::{now_millis, online, random_bytes, sync_url};
 use crate::repo::{Repo, SharedRepo, flush};
@@ -36,6 +42,19 @@ const STORAGE_ID_KEY: &str = "storage-id";
 const SYNC_STATES_KEY: &str = "sync-states";
 const FIRST_RETRY_SECONDS: u32 = 1;
 const MAX_RETRY_SECONDS: u32 = 30;
+/// The close code the server uses when a session is revoked or expires.
+const SIGNED_OUT_CLOSE_CODE: u16 = 4401;
+
+/// Why the shell does not try to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// The server says this browser's session is over: wait for a new sign-in.
+    SignedOut,
+    /// Signed in, but no longer a member of this team.
+    NotInTeam,
+    /// The app stopped this handle (sign-out, team switch).
+    Stopped,
+}
 
 impl DocumentSet for Repo {
     type Document = AutoCommit;
@@ -54,7 +73,14 @@ struct Inner {
     repo: SharedRepo,
     dispatch: Callback<Action>,
     client: Client,
+    /// The team whose documents this connection syncs (`/sync?team=`).
+    team: String,
     socket: Option<Socket>,
+    /// Whether the current socket opened (a socket that closes unopened may mean "signed out").
+    socket_opened: bool,
+    halt: Option<Halt>,
+    /// A `GET /api/session` is in flight.
+    checking_session: bool,
     retry: Option<Timeout>,
     retry_seconds: u32,
     last_failure: Option<String>,
@@ -64,9 +90,11 @@ struct Inner {
     pending: BTreeMap<DocumentId, usize>,
     /// Documents the server says it does not have (not counted as still to download).
     unavailable: BTreeSet<DocumentId>,
-    /// Accounts the directory lists that have not arrived yet. Recounted when remote changes
-    /// settle (it reads the whole directory), not on every local keystroke.
+    /// Accounts the directory lists that have not arrived yet, and how many it lists (those
+    /// the server has). Recounted when remote changes settle (it reads the whole directory),
+    /// not on every local keystroke.
     accounts_to_fetch: usize,
+    accounts_listed: usize,
     last_synced_millis: Option<i64>,
     /// Work gathered while frames arrive, done once per burst by `settle` (rehydrating,
     /// re-rendering and saving after every frame made a new device's first sync quadratic).
@@ -84,7 +112,7 @@ struct Socket {
     socket: WebSocket,
     _on_open: Closure<dyn FnMut()>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut()>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
 }
 
 impl Drop for Socket {
@@ -97,7 +125,12 @@ impl Drop for Socket {
 }
 
 impl SyncHandle {
-    pub async fn start(repo: SharedRepo, idb: Idb, dispatch: Callback<Action>) -> SyncHandle {
+    pub async fn start(
+        repo: SharedRepo,
+        idb: Idb,
+        team: String,
+        dispatch: Callback<Action>,
+    ) -> SyncHandle {
         // A durable id for this device's storage, so the server keeps its sync state for us.
         let storage_id = match idb.meta(STORAGE_ID_KEY).await {
             Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -126,7 +159,11 @@ impl SyncHandle {
                 repo,
                 dispatch,
                 client,
+                team,
                 socket: None,
+                socket_opened: false,
+                halt: None,
+                checking_session: false,
                 retry: None,
                 retry_seconds: FIRST_RETRY_SECONDS,
                 last_failure: None,
@@ -134,6 +171,7 @@ impl SyncHandle {
                 pending: BTreeMap::new(),
                 unavailable: BTreeSet::new(),
                 accounts_to_fetch: 0,
+                accounts_listed: 0,
                 last_synced_millis: saved.last_synced_millis,
                 changed: BTreeSet::new(),
                 recount: BTreeSet::new(),
@@ -175,7 +213,10 @@ impl SyncHandle {
     /// "Sync now", the tab becoming visible: connect at once if not connected.
     pub fn sync_now(&self) {
         let mut this = self.inner.borrow_mut();
-        if this.socket.is_none() {
+        if matches!(this.halt, Some(Halt::SignedOut | Halt::NotInTeam)) {
+            // Perhaps signed in again in another tab, or added back to the team.
+            this.check_session();
+        } else if this.socket.is_none() {
             this.retry_seconds = FIRST_RETRY_SECONDS;
             this.connect();
         } else if matches!(
@@ -191,13 +232,49 @@ impl SyncHandle {
     /// The `online`, `offline` or `focus` event.
     pub fn connectivity_changed(&self) {
         let mut this = self.inner.borrow_mut();
-        if !online() {
+        if this.halt == Some(Halt::Stopped) {
+            return;
+        }
+        if matches!(this.halt, Some(Halt::SignedOut | Halt::NotInTeam)) {
+            if online() {
+                this.check_session();
+            }
+        } else if !online() {
             this.disconnect(None);
             this.report();
         } else if this.socket.is_none() {
             this.retry_seconds = FIRST_RETRY_SECONDS;
             this.connect();
         }
+    }
+}
+
+impl SyncHandle {
+    /// The rep signed in again after the server said "signed out": connect at once.
+    pub fn resume(&self) {
+        let mut this = self.inner.borrow_mut();
+        if this.halt == Some(Halt::Stopped) {
+            return;
+        }
+        this.halt = None;
+        this.retry_seconds = FIRST_RETRY_SECONDS;
+        this.connect();
+    }
+
+    /// Stops syncing for good (sign-out, team switch): closes the socket, cancels timers.
+    pub fn stop(&self) {
+        let mut this = self.inner.borrow_mut();
+        this.halt = Some(Halt::Stopped);
+        this.retry = None;
+        this.settle = None;
+        if this.socket.take().is_some() {
+            this.client.handle_disconnected();
+        }
+    }
+
+    /// Local changes the server has not acknowledged.
+    pub fn pending_changes(&self) -> usize {
+        self.inner.borrow().pending.values().sum()
     }
 }
 
@@ -238,14 +315,14 @@ impl Inner {
 
     fn connect(&mut self) {
         self.retry = None;
-        if self.socket.is_some() {
+        if self.socket.is_some() || self.halt.is_some() {
             return;
         }
         if !online() {
             self.report();
             return;
         }
-        let socket = match WebSocket::new(&sync_url()) {
+        let socket = match WebSocket::new(&sync_url(&self.team)) {
             Ok(socket) => socket,
             Err(_) => {
                 self.failed("the sync address is not valid".into());
@@ -259,6 +336,7 @@ impl Inner {
             move || {
                 if let Some(inner) = weak.upgrade() {
                     let mut this = inner.borrow_mut();
+                    this.socket_opened = true;
                     this.client.handle_connected();
                     this.send_queued();
                 }
@@ -275,23 +353,18 @@ impl Inner {
                 inner.borrow_mut().handle_frame(&frame);
             }
         });
-        let on_close = Closure::<dyn FnMut()>::new({
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new({
             let weak = weak.clone();
-            move || {
+            move |event: CloseEvent| {
                 if let Some(inner) = weak.upgrade() {
-                    let mut this = inner.borrow_mut();
-                    let reason = if online() {
-                        "the server cannot be reached".to_string()
-                    } else {
-                        String::new()
-                    };
-                    this.disconnect(Some(reason));
+                    inner.borrow_mut().closed(event.code());
                 }
             }
         });
         socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.socket_opened = false;
         self.socket = Some(Socket {
             socket,
             _on_open: on_open,
@@ -299,6 +372,64 @@ impl Inner {
             _on_close: on_close,
         });
         self.report();
+    }
+
+    /// The socket closed. One that never opened, or that the server closed as "signed out",
+    /// may mean the session is over: the server's session endpoint says which.
+    fn closed(&mut self, code: u16) {
+        let opened = std::mem::replace(&mut self.socket_opened, false);
+        if !online() {
+            self.disconnect(None);
+        } else if code == SIGNED_OUT_CLOSE_CODE || !opened {
+            self.socket = None;
+            self.client.handle_disconnected();
+            self.check_session();
+        } else {
+            self.disconnect(Some("the server cannot be reached".into()));
+        }
+    }
+
+    /// Asks the server whether this browser is still signed in, and acts on the answer.
+    fn check_session(&mut self) {
+        if self.checking_session || self.halt == Some(Halt::Stopped) {
+            return;
+        }
+        self.checking_session = true;
+        self.retry = None;
+        let weak = self.self_ref.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let answer = api::current_session().await;
+            let Some(inner) = weak.upgrade() else { return };
+            let mut this = inner.borrow_mut();
+            this.checking_session = false;
+            if this.halt == Some(Halt::Stopped) {
+                return;
+            }
+            match answer {
+                Err(ApiError::Refused { status: 401, .. }) => {
+                    this.halt = Some(Halt::SignedOut);
+                    this.report();
+                }
+                Ok(session) if session.team(&this.team).is_none() => {
+                    this.halt = Some(Halt::NotInTeam);
+                    this.report();
+                }
+                Ok(_) if this.halt.is_some() => {
+                    this.halt = None;
+                    this.retry_seconds = FIRST_RETRY_SECONDS;
+                    this.connect();
+                }
+                Ok(_) => this.failed("the server refused the connection".into()),
+                Err(ApiError::Unreachable) if this.halt.is_none() => {
+                    this.failed("the server cannot be reached".into())
+                }
+                Err(ApiError::Refused { message, .. }) if this.halt.is_none() => {
+                    this.failed(message.trim_end_matches('.').to_string())
+                }
+                // Still halted; the next "Sync now", focus or sign-in asks again.
+                Err(_) => this.report(),
+            }
+        });
     }
 
     /// Drops the socket; with a reason, schedules the next attempt.
@@ -313,6 +444,10 @@ impl Inner {
 
     fn failed(&mut self, reason: String) {
         self.socket = None;
+        if self.halt.is_some() {
+            self.report();
+            return;
+        }
         self.last_failure = Some(reason);
         let jitter = 0.8 + (random_bytes::<1>()[0] as f64 / 255.0) * 0.4;
         let delay = (self.retry_seconds as f64 * jitter * 1000.0) as u32;
@@ -422,15 +557,15 @@ impl Inner {
 
     fn recount_accounts_to_fetch(&mut self) {
         let repo = self.repo.borrow();
-        self.accounts_to_fetch = repo
-            .missing_accounts()
-            .iter()
-            .filter(|id| {
-                DocumentId::parse(id)
-                    .map(|d| !self.unavailable.contains(&d))
-                    .unwrap_or(false)
-            })
-            .count();
+        let (listed, missing) = repo.directory_progress();
+        let unavailable = |id: &String| {
+            DocumentId::parse(id)
+                .map(|d| self.unavailable.contains(&d))
+                .unwrap_or(true)
+        };
+        let missing_unavailable = missing.iter().filter(|id| unavailable(id)).count();
+        self.accounts_to_fetch = missing.len() - missing_unavailable;
+        self.accounts_listed = listed - missing_unavailable;
     }
 
     fn send_queued(&mut self) {
@@ -484,7 +619,13 @@ impl Inner {
             self.client.connection_state(),
             ConnectionState::Joined { .. }
         );
-        let phase = if !online() {
+        let phase = if self.halt == Some(Halt::Stopped) {
+            return;
+        } else if self.halt == Some(Halt::SignedOut) {
+            SyncPhase::SignedOut
+        } else if self.halt == Some(Halt::NotInTeam) {
+            SyncPhase::NotInTeam
+        } else if !online() {
             SyncPhase::Offline
         } else if joined && pending_changes == 0 && accounts_to_fetch == 0 {
             SyncPhase::Synced
@@ -511,6 +652,7 @@ impl Inner {
             phase,
             pending_changes,
             accounts_to_fetch,
+            accounts_listed: self.accounts_listed,
             last_synced_millis: self.last_synced_millis,
         }));
     }

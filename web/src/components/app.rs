@@ -1,57 +1,74 @@
-//! The root: boots storage and services, follows the location hash, and lays out the status
-//! bar above the current screen.
+//! The root: who is signed in on this device, booting storage and services for them, following
+//! the location hash, and laying out the status bar above the current screen.
+//!
+//! Sign-in flows through here: the sign-in, setup and invitation screens hand over a
+//! `SessionInfo`; the app remembers it on the device (`session`), opens that user's database for
+//! the active team and starts syncing. A team switch stops the services and opens the other
+//! team's database; sign-out also revokes the session and deletes the user's databases.
+
+use std::rc::Rc;
 
 use gloo_events::EventListener;
 use yew::prelude::*;
 
+use crate::api::{self, ApiError, SessionInfo};
 use crate::components::{
-    account::AccountScreen, accounts::AccountsScreen, capture::CaptureScreen,
-    identity::IdentityScreen, new_account::NewAccountScreen, status::StatusBar, team::TeamScreen,
+    account::AccountScreen,
+    accounts::AccountsScreen,
+    capture::CaptureScreen,
+    join::{InviteScreen, Joined, SetupScreen, SignedInAs},
+    new_account::NewAccountScreen,
+    sign_in::{SignInForm, SignInScreen},
+    status::StatusBar,
+    team::TeamScreen,
 };
-use crate::idb::Idb;
-use crate::platform::hash;
-use crate::services::{self, Identity, Services};
-use crate::state::{Action, AppState, Boot, Route};
+use crate::idb::{self, Idb};
+use crate::platform::{hash, online, set_hash};
+use crate::services::{self, Services};
+use crate::session::{self, DeviceSession};
+use crate::state::{Action, AppState, Boot, Route, SyncPhase};
 
 /// What every screen gets from context.
 #[derive(Clone, PartialEq)]
 pub struct AppContext {
     pub state: UseReducerHandle<AppState>,
     pub services: Services,
+    /// Who is signed in here and the team shown.
+    pub session: Rc<DeviceSession>,
+    pub sign_out: Callback<()>,
+    /// Shows another of the user's teams (by id).
+    pub switch_team: Callback<String>,
+    /// Opens the sign-in form after the server ended the session.
+    pub show_sign_in: Callback<()>,
 }
 
 #[function_component(App)]
 pub fn app() -> Html {
     let state = use_reducer(AppState::default);
     let services = use_state(|| None::<Services>);
-    let idb = use_state(|| None::<Idb>);
+    let device = use_state(|| None::<Rc<DeviceSession>>);
+    let sign_in_dismissed = use_state(|| false);
     let dispatch = {
         let dispatcher = state.dispatcher();
         Callback::from(move |action: Action| dispatcher.dispatch(action))
     };
 
-    // Boot: open storage; start at once if the rep is known on this device.
+    // Boot: start at once (no network needed) if someone is signed in on this device.
     {
-        let dispatch = dispatch.clone();
-        let services = services.clone();
-        let idb = idb.clone();
+        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
         use_effect_with((), move |_| {
             dispatch.emit(Action::Navigate(Route::from_hash(&hash())));
-            wasm_bindgen_futures::spawn_local(async move {
-                let opened = match Idb::open("fieldnotes").await {
-                    Ok(opened) => opened,
-                    Err(error) => {
-                        dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
-                        return;
-                    }
-                };
-                idb.set(Some(opened.clone()));
-                match services::stored_identity(&opened).await {
-                    Ok(Some(identity)) => boot(opened, identity, dispatch, services).await,
-                    Ok(None) => dispatch.emit(Action::Booted(Boot::NeedsIdentity)),
-                    Err(error) => dispatch.emit(Action::Booted(Boot::Failed(error.to_string()))),
+            match session::load() {
+                Some(stored) => {
+                    let stored = Rc::new(stored);
+                    device.set(Some(stored.clone()));
+                    wasm_bindgen_futures::spawn_local(async move {
+                        open(stored.clone(), dispatch.clone(), services).await;
+                        refresh(stored, device).await;
+                    });
                 }
-            });
+                None => dispatch.emit(Action::Booted(Boot::NeedsSignIn)),
+            }
             || ()
         });
     }
@@ -110,26 +127,143 @@ pub fn app() -> Html {
         });
     }
 
-    let on_identity = {
-        let dispatch = dispatch.clone();
-        let services = services.clone();
-        let idb = idb.clone();
-        Callback::from(move |identity: Identity| {
-            let Some(opened) = (*idb).clone() else { return };
-            let dispatch = dispatch.clone();
-            let services = services.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                if let Err(error) = services::save_identity(&opened, &identity).await {
-                    dispatch.emit(Action::Notice(Some(error.to_string())));
-                    return;
+    // A sign-in, a first-run setup or an accepted invitation: remember the session and open
+    // the team's notes (resuming sync if they are already open).
+    let on_joined = {
+        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
+        let sign_in_dismissed = sign_in_dismissed.clone();
+        let running = (*services).clone();
+        let previous = (*device).clone();
+        Callback::from(move |(info, preferred): Joined| {
+            let previous_team = previous.as_ref().map(|d| d.team_id.as_str());
+            let Some(next) = DeviceSession::new(info, preferred.as_deref(), previous_team) else {
+                return;
+            };
+            if let Err(error) = session::save(&next) {
+                dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
+                return;
+            }
+            session::set_revoke_pending(false);
+            sign_in_dismissed.set(false);
+            if matches!(
+                Route::from_hash(&hash()),
+                Route::Setup(_) | Route::Invite(_)
+            ) {
+                set_hash(&Route::Accounts.to_hash());
+            }
+            let next = Rc::new(next);
+            let same_database = previous
+                .as_ref()
+                .is_some_and(|p| p.database_name() == next.database_name());
+            device.set(Some(next.clone()));
+            match running.clone() {
+                Some(running) if same_database => running.sync.resume(),
+                running => {
+                    let (dispatch, services) = (dispatch.clone(), services.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        if let Some(running) = running {
+                            running.stop().await;
+                        }
+                        open(next, dispatch, services).await;
+                    });
                 }
-                boot(opened, identity, dispatch, services).await;
+            }
+        })
+    };
+    let on_signed_in = on_joined.reform(|info: SessionInfo| (info, None));
+
+    let switch_team = {
+        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
+        let running = (*services).clone();
+        let current = (*device).clone();
+        Callback::from(move |team_id: String| {
+            let (Some(running), Some(current)) = (running.clone(), current.clone()) else {
+                return;
+            };
+            if team_id == current.team_id || current.info.team(&team_id).is_none() {
+                return;
+            }
+            let next = Rc::new(DeviceSession {
+                info: current.info.clone(),
+                team_id,
+            });
+            if let Err(error) = session::save(&next) {
+                dispatch.emit(Action::Notice(Some(error.to_string())));
+                return;
+            }
+            device.set(Some(next.clone()));
+            let (dispatch, services) = (dispatch.clone(), services.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                running.stop().await;
+                open(next, dispatch, services).await;
             });
         })
     };
 
-    match (&state.boot, (*services).clone()) {
-        (Boot::Failed(reason), _) => html! {
+    let sign_out = {
+        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
+        let running = (*services).clone();
+        let current = (*device).clone();
+        Callback::from(move |_| {
+            let Some(current) = current.clone() else {
+                return;
+            };
+            let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
+            let running = running.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                dispatch.emit(Action::Booted(Boot::SigningOut));
+                if let Some(running) = &running {
+                    running.sync.stop();
+                    running.repo.borrow().idb().close();
+                }
+                services.set(None);
+                if let Err(ApiError::Unreachable) = api::sign_out().await {
+                    // The session stays valid on the server until it can be revoked.
+                    session::set_revoke_pending(true);
+                }
+                match delete_user_data(&current, &dispatch).await {
+                    Ok(()) => {
+                        session::clear();
+                        device.set(None);
+                        set_hash(&Route::Accounts.to_hash());
+                        dispatch.emit(Action::SignedOut);
+                    }
+                    Err(error) => {
+                        dispatch.emit(Action::Notice(Some(format!(
+                            "Fieldnotes could not delete this phone's copy of your notes \
+                             ({error}). Close other Fieldnotes tabs, then sign out again."
+                        ))));
+                        open(current, dispatch, services).await;
+                    }
+                }
+            });
+        })
+    };
+
+    let show_sign_in = {
+        let sign_in_dismissed = sign_in_dismissed.clone();
+        Callback::from(move |_| sign_in_dismissed.set(false))
+    };
+
+    // The invitation and setup links work whoever is (or is not) signed in here.
+    let signed_in_as = (*device).as_ref().map(|d| SignedInAs {
+        email: d.info.email.clone(),
+        name: d.info.name.clone(),
+    });
+    match &state.route {
+        Route::Setup(token) if state.boot != Boot::SigningOut => {
+            return html! { <SetupScreen token={token.clone()} on_joined={on_joined} /> };
+        }
+        Route::Invite(token) if state.boot != Boot::SigningOut => {
+            return html! {
+                <InviteScreen token={token.clone()} signed_in={signed_in_as} on_joined={on_joined} />
+            };
+        }
+        _ => {}
+    }
+
+    match (&state.boot, (*services).clone(), (*device).clone()) {
+        (Boot::Failed(reason), _, _) => html! {
             <main class="screen boot-failed">
                 <h1>{ "Fieldnotes can't open its storage" }</h1>
                 <p>{ reason }</p>
@@ -137,14 +271,38 @@ pub fn app() -> Html {
                       this is not a private window." }</p>
             </main>
         },
-        (Boot::NeedsIdentity, _) => html! { <IdentityScreen on_done={on_identity} /> },
-        (Boot::Ready, Some(services)) => {
+        (Boot::NeedsSignIn, _, _) => html! { <SignInScreen on_signed_in={on_signed_in} /> },
+        (Boot::Ready, Some(services), Some(session)) => {
+            let signed_out = state.sync.phase == SyncPhase::SignedOut;
+            let sign_in_again = (signed_out && !*sign_in_dismissed).then(|| {
+                let dismiss = {
+                    let sign_in_dismissed = sign_in_dismissed.clone();
+                    Callback::from(move |_| sign_in_dismissed.set(true))
+                };
+                html! {
+                    <section class="card sign-in-again" aria-label="Sign in again">
+                        <h2>{ "Sign in to sync" }</h2>
+                        <p>{ "The server has signed this phone out. Your changes are kept on \
+                              this phone and sync as soon as you sign in again." }</p>
+                        <SignInForm form_id="sign-in-again" email={session.info.email.clone()}
+                            expected_user={session.info.user_id.clone()} inline_button=true
+                            on_signed_in={on_signed_in.clone()} />
+                        <button class="link" onclick={dismiss}>{ "Not now" }</button>
+                    </section>
+                }
+            });
             let context = AppContext {
                 state: state.clone(),
                 services,
+                session,
+                sign_out,
+                switch_team,
+                show_sign_in,
             };
             let screen = match &state.route {
-                Route::Accounts => html! { <AccountsScreen /> },
+                Route::Accounts | Route::Setup(_) | Route::Invite(_) => {
+                    html! { <AccountsScreen /> }
+                }
                 Route::NewAccount => html! { <NewAccountScreen /> },
                 Route::Account(id) => html! { <AccountScreen id={id.clone()} /> },
                 Route::Capture(id) => html! { <CaptureScreen id={id.clone()} /> },
@@ -171,6 +329,7 @@ pub fn app() -> Html {
                 <ContextProvider<AppContext> context={context}>
                     <div class="app">
                         <StatusBar />
+                        { for sign_in_again }
                         { for update }
                         { for notice }
                         { screen }
@@ -178,22 +337,84 @@ pub fn app() -> Html {
                 </ContextProvider<AppContext>>
             }
         }
+        (Boot::SigningOut, _, _) => {
+            html! { <main class="screen loading" aria-busy="true">{ "Signing out…" }</main> }
+        }
         _ => {
             html! { <main class="screen loading" aria-busy="true">{ "Opening your notes…" }</main> }
         }
     }
 }
 
-async fn boot(
-    idb: Idb,
-    identity: Identity,
+/// Opens the signed-in user's database for the active team and starts saving and syncing.
+async fn open(
+    device: Rc<DeviceSession>,
     dispatch: Callback<Action>,
     services: UseStateHandle<Option<Services>>,
 ) {
-    match services::start(idb, identity, dispatch.clone()).await {
+    services.set(None);
+    dispatch.emit(Action::Booted(Boot::Loading));
+    let idb = match Idb::open(&device.database_name()).await {
+        Ok(opened) => opened,
+        Err(error) => {
+            dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
+            return;
+        }
+    };
+    match services::start(idb, device.identity(), dispatch.clone()).await {
         Ok(started) => services.set(Some(started)),
         Err(error) => dispatch.emit(Action::Booted(Boot::Failed(error.to_string()))),
     }
+}
+
+/// Online at start: learn of teams joined or a name changed since the last sign-in. A 401 is
+/// left to the sync engine, which says "signed out" when it cannot connect.
+async fn refresh(stored: Rc<DeviceSession>, device: UseStateHandle<Option<Rc<DeviceSession>>>) {
+    if !online() {
+        return;
+    }
+    if let Ok(info) = api::current_session().await
+        && info.user_id == stored.info.user_id
+        && info != stored.info
+    {
+        let next = DeviceSession {
+            info,
+            team_id: stored.team_id.clone(),
+        };
+        if session::save(&next).is_ok() {
+            device.set(Some(Rc::new(next)));
+        }
+    }
+}
+
+/// Deletes every database of the signed-out user (all their teams) from this device.
+async fn delete_user_data(
+    session: &DeviceSession,
+    dispatch: &Callback<Action>,
+) -> Result<(), crate::idb::StorageError> {
+    let user = &session.info.user_id;
+    let prefix = session::database_prefix(user);
+    let mut names: Vec<String> = idb::database_names()
+        .await
+        .into_iter()
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    for team in &session.info.teams {
+        let name = session::database_name(user, &team.id);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let dispatch = dispatch.clone();
+        idb::delete_database(&name, move || {
+            dispatch.emit(Action::Notice(Some(
+                "Close other Fieldnotes tabs to finish signing out.".into(),
+            )))
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// Tells the waiting service worker to take over; the page reloads when it has.

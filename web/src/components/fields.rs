@@ -18,6 +18,11 @@ pub struct TextFieldProps {
     pub name: Option<AttrValue>,
     #[prop_or_default]
     pub required: bool,
+    /// What the browser may fill in (`email`, `current-password`, `new-password`, `name`).
+    #[prop_or_default]
+    pub autocomplete: Option<AttrValue>,
+    #[prop_or_default]
+    pub readonly: bool,
 }
 
 /// A labelled single-line input.
@@ -38,6 +43,8 @@ pub fn text_field(props: &TextFieldProps) -> Html {
                 value={props.value.clone()}
                 placeholder={props.placeholder.clone()}
                 required={props.required}
+                autocomplete={props.autocomplete.clone()}
+                readonly={props.readonly}
                 {oninput}
             />
         </label>

@@ -15,7 +15,7 @@ pub fn status_bar() -> Html {
         SyncPhase::Offline => "phase-offline",
         SyncPhase::Connecting | SyncPhase::Syncing => "phase-syncing",
         SyncPhase::Synced => "phase-synced",
-        SyncPhase::Retrying { .. } => "phase-error",
+        SyncPhase::Retrying { .. } | SyncPhase::SignedOut | SyncPhase::NotInTeam => "phase-error",
     };
     let sync_now = {
         let services = app.services.clone();
@@ -49,6 +49,8 @@ pub fn status_bar() -> Html {
             </div>
             if save_error {
                 <button class="small" onclick={retry_save}>{ "Retry" }</button>
+            } else if state.sync.phase == SyncPhase::SignedOut {
+                <button class="small" onclick={app.show_sign_in.reform(|_| ())}>{ "Sign in" }</button>
             } else {
                 <button class="small" onclick={sync_now} disabled={state.sync.phase == SyncPhase::Offline}>
                     { "Sync now" }

@@ -1,7 +1,9 @@
 //! The team view: how many accounts have known reasons, which drivers matter most, stale
-//! accounts and overdue follow-ups, across everything this device has synced.
+//! accounts and overdue follow-ups, across everything this device has synced; and who is
+//! signed in, the team switch and sign-out.
 
 use fieldnotes_model::query;
+use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
 use crate::components::accounts::STALE_AFTER_DAYS;
@@ -28,6 +30,7 @@ pub fn team_screen() -> Html {
         .max(1);
     let services = app.services.clone();
     let back = Callback::from(move |_| services.navigate(Route::Accounts));
+    let settings = html! { <SignedInCard /> };
     html! {
         <main class="screen team">
             <h1>{ "Team view" }</h1>
@@ -54,9 +57,86 @@ pub fn team_screen() -> Html {
                     }) }
                 </ul>
             </section>
+            { settings }
             <nav class="bottom-bar">
                 <button class="secondary" onclick={back}>{ "All accounts" }</button>
             </nav>
         </main>
+    }
+}
+
+/// Who is signed in, which team is shown, and sign-out (with a warning when changes have not
+/// reached the server: signing out deletes this user's data from the device).
+#[function_component(SignedInCard)]
+fn signed_in_card() -> Html {
+    let app = use_app();
+    let confirming = use_state(|| None::<usize>);
+    let session = app.session.clone();
+    let sign_out = {
+        let (confirming, services, sign_out) = (
+            confirming.clone(),
+            app.services.clone(),
+            app.sign_out.clone(),
+        );
+        Callback::from(move |_| {
+            let pending = services.sync.pending_changes();
+            if pending == 0 || *confirming == Some(pending) {
+                sign_out.emit(());
+            } else {
+                confirming.set(Some(pending));
+            }
+        })
+    };
+    let cancel = {
+        let confirming = confirming.clone();
+        Callback::from(move |_| confirming.set(None))
+    };
+    let switch_team = {
+        let switch_team = app.switch_team.clone();
+        Callback::from(move |event: Event| {
+            switch_team.emit(event.target_unchecked_into::<HtmlSelectElement>().value())
+        })
+    };
+    let team = session.team();
+    html! {
+        <section class="card signed-in" aria-label="Your account">
+            <h2>{ "Your account" }</h2>
+            <p data-testid="signed-in-as">{ format!("Signed in as {} ({})", session.info.name, session.info.email) }</p>
+            if session.info.teams.len() > 1 {
+                <label class="field">
+                    <span>{ "Team" }</span>
+                    <select name="team" onchange={switch_team}>
+                        { for session.info.teams.iter().map(|t| html! {
+                            <option value={t.id.clone()} selected={t.id == team.id}>{ &t.name }</option>
+                        }) }
+                    </select>
+                </label>
+            } else {
+                <p>{ format!("Team: {}", team.name) }</p>
+            }
+            if let Some(pending) = *confirming {
+                <div class="warning" role="alert">
+                    <p>{ format!(
+                        "{pending} {} on this phone {} not reached the server yet. Signing out \
+                         deletes {} from this phone for good. To keep {}, get online and wait \
+                         for \u{201c}All synced\u{201d} before signing out.",
+                        if pending == 1 { "change" } else { "changes" },
+                        if pending == 1 { "has" } else { "have" },
+                        if pending == 1 { "it" } else { "them" },
+                        if pending == 1 { "it" } else { "them" },
+                    ) }</p>
+                    <div class="actions">
+                        <button class="secondary" onclick={cancel}>{ "Stay signed in" }</button>
+                        <button class="danger" onclick={sign_out}>
+                            { if pending == 1 { "Sign out and delete it" } else { "Sign out and delete them" } }
+                        </button>
+                    </div>
+                </div>
+            } else {
+                <div class="actions">
+                    <button class="danger" onclick={sign_out}>{ "Sign out" }</button>
+                </div>
+            }
+        </section>
     }
 }

@@ -1,5 +1,6 @@
 //! Seeds a running server with a team's accounts through the real sync protocol, as a device
-//! would: `cargo run -p fieldnotes-server --example seed -- ws://127.0.0.1:3030/sync north 500`.
+//! would: `FIELDNOTES_TOKEN=<token> cargo run -p fieldnotes-server --example seed -- ws://127.0.0.1:3030/sync <team id> 500`.
+//! The token is a Bearer token of a member of the team (`fieldnotes admin token create`).
 //!
 //! Each account has a few drivers, ten visit notes, a follow-up and a value proposition, and the
 //! team directory lists them all. Used by the 500-account browser benchmark and handy for demos.
@@ -18,6 +19,7 @@ use fieldnotes_sync::client::{Client, ClientConfig};
 use fieldnotes_sync::protocol::PeerId;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const DAY: i64 = 86_400_000;
 const TOWNS: [&str; 8] = [
@@ -51,7 +53,9 @@ fn random<const N: usize>() -> [u8; N] {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, team, count] = args.as_slice() else {
-        bail!("usage: seed <ws://host:port/sync> <team> <number of accounts>");
+        bail!(
+            "usage: FIELDNOTES_TOKEN=<token> seed <ws://host:port/sync> <team id> <number of accounts>"
+        );
     };
     let count: usize = count.parse().context("the number of accounts")?;
     let team = TeamId::new(team.as_str());
@@ -143,7 +147,14 @@ async fn main() -> Result<()> {
     eprintln!("built {count} accounts in {:?}", started.elapsed());
 
     let started = Instant::now();
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+    let token = std::env::var("FIELDNOTES_TOKEN").context(
+        "set FIELDNOTES_TOKEN to a Bearer token of a team member (fieldnotes admin token create)",
+    )?;
+    let mut request = format!("{url}?team={}", team.as_str()).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("could not connect to {url}"))?;
     let mut client = Client::new(ClientConfig {

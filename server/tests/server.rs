@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
-use fieldnotes_server::{AppState, ServerOptions};
+use fieldnotes_server::{AppState, ServerOptions, auth};
 use fieldnotes_sync::protocol::{ErrorMessage, Join, PeerMetadata};
 use fieldnotes_sync::{Client, ClientConfig, ClientEvent, DocumentId, Message, PeerId, StorageId};
 use futures_util::{SinkExt, StreamExt};
@@ -16,12 +16,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Server {
     address: String,
+    /// A Bearer token of a rep of the team "Testers", made at start.
+    token: String,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -29,6 +32,27 @@ struct Server {
 impl Server {
     async fn start(options: ServerOptions) -> Server {
         let state = AppState::open(&options).unwrap();
+        let token = state
+            .hub()
+            .db(|store| {
+                let c = store.connection_mut();
+                let user = match auth::user_by_email(c, "tester@example.com")? {
+                    Some((user, _)) => user,
+                    None => {
+                        let team = auth::create_team(c, "Testers")?;
+                        // Not a password hash: this user only ever uses tokens.
+                        let user =
+                            auth::create_user(c, "tester@example.com", "Tester", "-", false)?;
+                        auth::set_membership(c, &user.id, &team.id, auth::Role::Rep)?;
+                        user
+                    }
+                };
+                auth::create_session(c, &user, auth::SessionKind::Token, auth::DAY_MS, None)
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .0;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -37,6 +61,7 @@ impl Server {
         }));
         Server {
             address,
+            token,
             stop: Some(stop),
             task,
         }
@@ -52,9 +77,14 @@ impl Server {
     }
 
     async fn socket(&self) -> Socket {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/sync", self.address))
-            .await
+        let mut request = format!("ws://{}/sync", self.address)
+            .into_client_request()
             .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         socket
     }
 

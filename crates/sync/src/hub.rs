@@ -94,7 +94,7 @@ pub enum ProtocolViolation {
     // The exact text the reference server sends.
     #[error("unsupported protocol version")]
     UnsupportedProtocolVersion,
-    #[error("peer id is in use by another user")]
+    #[error("this peer id or storage id belongs to another user")]
     PeerIdNotYours,
     #[error("join with a different peer id on an already joined connection")]
     RejoinAsAnotherPeer,

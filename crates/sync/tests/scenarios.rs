@@ -922,6 +922,92 @@ fn access_policy_denies_with_doc_unavailable_and_drops_ephemeral() {
     assert_eq!(hub.counters().access_denied, 2);
 }
 
+/// A policy that keeps each peer id to the first connection that joined with it, and counts
+/// what the hub tells it.
+#[derive(Default)]
+struct OnePeerPerConnection {
+    holders: std::collections::HashMap<PeerId, ConnectionId>,
+    disconnected: Vec<ConnectionId>,
+}
+
+impl fieldnotes_sync::AccessPolicy<MemoryStore> for OnePeerPerConnection {
+    fn authorize(
+        &mut self,
+        _: &mut MemoryStore,
+        _: ConnectionId,
+        _: &PeerId,
+        _: &DocumentId,
+        _: fieldnotes_sync::Access,
+    ) -> Result<bool, fieldnotes_sync::store::MemoryStoreError> {
+        Ok(true)
+    }
+
+    fn may_join(
+        &mut self,
+        _: &mut MemoryStore,
+        connection: ConnectionId,
+        peer: &PeerId,
+        _: Option<&StorageId>,
+        holder: Option<ConnectionId>,
+    ) -> Result<bool, fieldnotes_sync::store::MemoryStoreError> {
+        if holder.is_some() {
+            return Ok(false);
+        }
+        self.holders.insert(peer.clone(), connection);
+        Ok(true)
+    }
+
+    fn disconnected(&mut self, connection: ConnectionId) {
+        self.disconnected.push(connection);
+    }
+}
+
+#[test]
+fn a_refused_join_closes_only_the_newcomer_and_revoke_closes_a_connection() {
+    let mut hub = Hub::new(
+        MemoryStore::new(),
+        HubConfig::new(PeerId::from("hub"), StorageId::from("s")),
+    )
+    .with_access_policy(OnePeerPerConnection::default());
+    let (first, impostor) = (ConnectionId(1), ConnectionId(2));
+    hub.handle_connected(first);
+    hub.handle_frame(first, &join_frame("rep", &["1"]), 0);
+    hub.finish_batch();
+    hub.handle_connected(impostor);
+    hub.handle_frame(impostor, &join_frame("rep", &["1"]), 0);
+    let effects = hub.finish_batch();
+    assert!(matches!(
+        sends(&effects, impostor).as_slice(),
+        [Message::Error(e)] if e.message == "this peer id or storage id belongs to another user"
+    ));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Close { connection, reason: CloseReason::Protocol(_) } if *connection == impostor
+    )));
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Close { connection, .. } if *connection == first)),
+        "the first connection is not replaced"
+    );
+    assert_eq!(hub.connection_count(), 1);
+    assert_eq!(hub.counters().access_denied, 1);
+
+    hub.revoke(first);
+    assert_eq!(
+        hub.finish_batch(),
+        vec![Effect::Close {
+            connection: first,
+            reason: CloseReason::AccessRevoked
+        }]
+    );
+    assert_eq!(hub.connection_count(), 0);
+    assert_eq!(hub.access().disconnected, vec![impostor, first]);
+    // Frames still in flight from a revoked connection are ignored.
+    hub.handle_frame(first, &join_frame("rep", &["1"]), 0);
+    assert!(hub.finish_batch().is_empty());
+}
+
 #[test]
 fn ephemeral_messages_are_relayed_once_to_the_other_peers() {
     let mut rng = Rng(3);

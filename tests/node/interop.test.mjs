@@ -179,6 +179,17 @@ test("with a token the npm client pushes and pulls; without one, or with a bad o
   const sam2 = await connectClient(server.wsUrl, { peerId: "auth-sam-2", token: samToken })
   try {
     const documentId = northUrl.slice("automerge:".length)
+    // what crosses the wire about North's id, both ways
+    const sent = []
+    const received = []
+    const send = sam2.adapter.send.bind(sam2.adapter)
+    sam2.adapter.send = m => {
+      if (m.documentId === documentId) sent.push(m.type)
+      return send(m)
+    }
+    sam2.adapter.on("message", m => {
+      if (m.documentId === documentId) received.push(m.type)
+    })
     const fh = sam2.repo.import(A.save(forged), { docId: documentId })
     // a positive control on the same socket: South's own new document is acknowledged
     const own = sam2.repo.create(accountSeed(779))
@@ -187,6 +198,9 @@ test("with a token the npm client pushes and pulls; without one, or with a bad o
     assert.ok(!sameHeads(serverHeads(fh, sam2.serverStorageId), fh.heads()), "the server must not acknowledge South's data under North's id")
     assert.equal(fh.doc().name, "written by South", "nothing of North's arrived in South's copy")
     assert.ok(!fh.heads().some(h => northHeads.includes(h)), "none of North's changes arrived in South's copy")
+    assert.ok(sent.includes("sync"), `the npm client offered its data under North's id (sent: ${JSON.stringify(sent)})`)
+    assert.ok(received.includes("doc-unavailable"), `the server answered doc-unavailable (received: ${JSON.stringify(received)})`)
+    assert.deepEqual(received.filter(t => t !== "doc-unavailable"), [], "nothing but doc-unavailable came back for North's id")
   } finally {
     await sam2.close()
   }

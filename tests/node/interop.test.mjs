@@ -118,6 +118,10 @@ test("with a token the npm client pushes and pulls; without one, or with a bad o
     ],
   })
   const south = await createTeamWithUsers(server.dataDir, { team: "South", users: [{ email: "sam@south.example", name: "Sam South", role: "rep" }] })
+  // no administrator exists (the suite's users are reps): the first-run setup link was printed
+  const setupLine = await server.waitForSetupLine()
+  assert.match(setupLine, new RegExp(`^setup: open http://127\\.0\\.0\\.1:${server.port}/#/setup/[A-Za-z0-9_-]{43} to create the first administrator and their team$`))
+  assert.equal(server.setupToken.length, 43, `setup token from ${setupLine}`)
   const anaToken = await tokenFor(server.dataDir, "ana@north.example")
   const nilsToken = await tokenFor(server.dataDir, "nils@north.example")
   const samToken = await tokenFor(server.dataDir, "sam@south.example")

@@ -1242,6 +1242,40 @@ async fn five_failed_sign_ins_lock_the_email_even_for_the_right_password() {
 }
 
 #[tokio::test]
+async fn thirty_failed_sign_ins_from_one_address_lock_the_address() {
+    let two = Two::new().await;
+    // 30 failures spread over emails, none of them 5 times: only the address limit applies
+    for i in 0..30 {
+        let email = format!("guess{}@north.example", i % 10);
+        let r = sign_in(two.port(), &email, &format!("wrong password {i}"));
+        assert_eq!(
+            r.status,
+            401,
+            "failure {} (of 30) is still a plain 401: {}",
+            i + 1,
+            r.body
+        );
+    }
+    let r = sign_in(two.port(), &two.sam.email, &two.sam.password);
+    assert_eq!(
+        r.status, 429,
+        "after 30 failures from this address, a user who never failed is answered 429: {}",
+        r.body
+    );
+    assert!(
+        r.header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| (1..=900).contains(&s))),
+        "429 with Retry-After in seconds: {:?}",
+        r.headers
+    );
+    // signing in is throttled, using a session is not
+    Peer::join(&two.ep(&two.sam), &new_peer_id("sam"))
+        .await
+        .close()
+        .await;
+}
+
+#[tokio::test]
 async fn passwords_are_stored_as_argon2id_and_tokens_only_hashed() {
     let two = Two::new().await;
     // a password chosen at sign-in time of the API (token) and one from the admin command

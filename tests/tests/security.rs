@@ -1285,6 +1285,12 @@ async fn passwords_are_stored_as_argon2id_and_tokens_only_hashed() {
     let api_token = r.json()["token"].as_str().expect("token").to_string();
     assert!(auth::is_token(&api_token), "{api_token}");
     assert_eq!(r.json()["user"]["email"], "ana@north.example");
+    let ninety_days = 90 * 24 * 3600 * 1000_i64;
+    let expires = r.json()["expires_at"].as_i64().expect("expires_at");
+    assert!(
+        (expires - (now_millis() + ninety_days)).abs() < 5 * 60 * 1000,
+        "a token lasts 90 days: expires_at {expires}"
+    );
     let cookie = sign_in_cookie(two.port(), &two.nils.email, &two.nils.password);
     Peer::join(&two.server.sync_as(&api_token), &new_peer_id("ana-api"))
         .await
@@ -1416,6 +1422,134 @@ async fn delete_session_revokes_it() {
         .await
         .close()
         .await;
+}
+
+/// `admin invite …`: the invitation token from the printed link.
+fn invite(admin: &Admin, team: &Team, role: &str, email: Option<&str>) -> String {
+    let mut args = vec!["invite", "--team", team.id.as_str(), "--role", role];
+    if let Some(e) = email {
+        args.extend(["--email", e]);
+    }
+    let out = admin.ok(&args, None);
+    let link = out.trim();
+    let token = link
+        .split_once("#/invite/")
+        .unwrap_or_else(|| panic!("`admin invite` must print a #/invite/ link, printed {out:?}"))
+        .1;
+    assert!(auth::is_token(token), "invitation token in {link:?}");
+    token.to_string()
+}
+
+fn accept_body(token: &str, name: &str, email: &str, password: &str) -> String {
+    serde_json::json!({"token": token, "name": name, "email": email, "password": password})
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_invitation_is_the_only_way_into_a_team_and_works_once() {
+    let two = Two::new().await;
+    let port = two.port();
+    // an invitation naming an email
+    let token = invite(&two.admin, &two.north, "rep", Some("new@north.example"));
+    let r = http(port, "GET", &format!("/api/invitations/{token}"), &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"team": {"id": two.north.id, "name": "North"}, "role": "rep",
+            "email": "new@north.example"})
+    );
+    let r = http(
+        port,
+        "GET",
+        &format!("/api/invitations/{}", "A".repeat(43)),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404, "a made-up invitation: {}", r.body);
+    let accept = |body: String| http(port, "POST", "/api/invitations/accept", &[], Some(&body));
+    let r = accept(accept_body(
+        &token,
+        "Eve",
+        "eve@south.example",
+        "a long enough password",
+    ));
+    assert_eq!(
+        r.status, 409,
+        "another email than the invitation names: {}",
+        r.body
+    );
+    let r = accept(accept_body(&token, "Neo", "new@north.example", "short"));
+    assert_eq!(r.status, 400, "a password under 10 characters: {}", r.body);
+    let r = accept(accept_body(
+        &token,
+        "Neo North",
+        "new@north.example",
+        "a long enough password",
+    ));
+    assert_eq!(r.status, 200, "accepting: {}", r.body);
+    assert_eq!(
+        r.json()["teams"],
+        serde_json::json!([{"id": two.north.id, "name": "North", "role": "rep"}])
+    );
+    let cookie = r.session_cookie().expect("accepting signs the new user in");
+    let r = accept(accept_body(
+        &token,
+        "Neo North",
+        "new@north.example",
+        "a long enough password",
+    ));
+    assert_eq!(r.status, 404, "an invitation works once: {}", r.body);
+    // the new member reads North's document, with the cookie from the same origin
+    let web = Endpoint::anonymous(&two.server.ws_url())
+        .cookie(&cookie)
+        .origin(&format!("http://127.0.0.1:{port}"));
+    assert_doc_exactly(&web, &two.north_doc_id, &two.north_doc, "the new member").await;
+
+    // South's user, before and after accepting an open invitation to North
+    expect_refused(
+        &two.ep(&two.sam).team(&two.north.id),
+        403,
+        "sam, not yet in North",
+    )
+    .await;
+    let open = invite(&two.admin, &two.north, "manager", None);
+    let r = accept(accept_body(
+        &open,
+        "Sam South",
+        &two.sam.email,
+        "not sam's password",
+    ));
+    assert_eq!(
+        r.status, 401,
+        "an existing email with a wrong password: {}",
+        r.body
+    );
+    let r = accept(accept_body(
+        &open,
+        "Sam South",
+        &two.sam.email,
+        &two.sam.password,
+    ));
+    assert_eq!(
+        r.status, 200,
+        "an existing user gains the membership: {}",
+        r.body
+    );
+    assert_eq!(
+        r.json()["teams"],
+        serde_json::json!([
+            {"id": two.north.id, "name": "North", "role": "manager"},
+            {"id": two.south.id, "name": "South", "role": "rep"}
+        ]),
+        "teams sorted by name"
+    );
+    assert_doc_exactly(
+        &two.ep(&two.sam).team(&two.north.id),
+        &two.north_doc_id,
+        &two.north_doc,
+        "sam, now in North",
+    )
+    .await;
 }
 
 #[tokio::test]

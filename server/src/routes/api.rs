@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::auth::{self, AuthError, Session, SessionInfo, SessionKind, password};
@@ -99,6 +100,26 @@ impl IntoResponse for ApiError {
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+/// A JSON body whose every rejection (not JSON, wrong types, wrong content
+/// type) is a 400 with the API's `{"error": …}` body, like any other bad input.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                tracing::debug!(%rejection, "unreadable API request");
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "The server could not read this request. Reload the app and try again.",
+                ))
+            }
+        }
     }
 }
 
@@ -290,7 +311,7 @@ async fn sign_in(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
-    Json(credentials): Json<Credentials>,
+    ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = authenticate(&state, address, &credentials).await?;
     let (token, info) = start_session(&state, user, SessionKind::Browser, None).await?;
@@ -300,7 +321,7 @@ async fn sign_in(
 async fn create_token(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    Json(credentials): Json<Credentials>,
+    ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = authenticate(&state, address, &credentials).await?;
     let label = credentials.label.clone();
@@ -363,7 +384,7 @@ struct SetupForm {
 async fn setup(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(form): Json<SetupForm>,
+    ApiJson(form): ApiJson<SetupForm>,
 ) -> Result<Response, ApiError> {
     auth::check_name(&form.name, "your name")?;
     auth::normalize_email(&form.email)?;
@@ -432,7 +453,7 @@ async fn accept_invitation(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
-    Json(form): Json<AcceptForm>,
+    ApiJson(form): ApiJson<AcceptForm>,
 ) -> Result<Response, ApiError> {
     let email = auth::normalize_email(&form.email)?;
     let lookup_token = form.token.clone();

@@ -1,22 +1,26 @@
 //! Who is signed in on this device, remembered so the app opens offline with that identity.
 //!
-//! The device keeps one small record in `localStorage` (read synchronously at start, before any
-//! database is open): the server's `SessionInfo` as it was last seen and the team the rep is
-//! working in. Never the session token: the server's cookie is HttpOnly. Each user's documents
-//! live in their own IndexedDB databases, one per team (`fieldnotes-<user id>-<team id>`), so a
-//! team switch opens another database and sign-out deletes exactly that user's.
+//! The device keeps one small record in its own IndexedDB database (`fieldnotes-device`): the
+//! server's `SessionInfo` as it was last seen and the team the rep is working in. Never the
+//! session token: the server's cookie is HttpOnly. The record is written with strict durability
+//! like every document (`localStorage` is flushed lazily, and a phone that dies right after the
+//! sign-in would reopen at the sign-in screen, offline, with the rep's notes out of reach). Each
+//! user's documents live in their own databases, one per team (`fieldnotes-<user id>-<team
+//! id>`), so a team switch opens another database and sign-out deletes exactly that user's.
 
 use fieldnotes_model::{TeamId, UserId};
 use wasm_bindgen::JsValue;
 
 use crate::api::{SessionInfo, TeamInfo};
-use crate::idb::StorageError;
+use crate::idb::{Idb, StorageError, WriteOp};
 use crate::services::Identity;
 
-const DEVICE_KEY: &str = "fieldnotes-device";
+/// The device-level database: who is signed in here. Not a user database (user ids are hex).
+pub const DEVICE_DATABASE: &str = "fieldnotes-device";
+const SESSION_KEY: &str = "session";
 /// Set when a sign-out could not reach the server: the cookie may still be valid there, so
 /// the next start online revokes it.
-const REVOKE_PENDING_KEY: &str = "fieldnotes-revoke-pending";
+const REVOKE_PENDING_KEY: &str = "revoke-pending";
 
 /// The signed-in user of this device and the team the app shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,14 +82,16 @@ pub fn database_prefix(user_id: &str) -> String {
     format!("fieldnotes-{user_id}-")
 }
 
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok().flatten()
+/// The session remembered on this device, if someone is signed in here.
+pub async fn load() -> Result<Option<DeviceSession>, StorageError> {
+    let idb = Idb::open(DEVICE_DATABASE).await?;
+    let bytes = idb.meta(SESSION_KEY).await;
+    idb.close();
+    Ok(bytes?.and_then(|bytes| decode(&String::from_utf8_lossy(&bytes))))
 }
 
-/// The session remembered on this device, if someone is signed in here.
-pub fn load() -> Option<DeviceSession> {
-    let text = local_storage()?.get_item(DEVICE_KEY).ok().flatten()?;
-    let value = js_sys::JSON::parse(&text).ok()?;
+fn decode(text: &str) -> Option<DeviceSession> {
+    let value = js_sys::JSON::parse(text).ok()?;
     let info = SessionInfo::from_js(&js_sys::Reflect::get(&value, &"session".into()).ok()?)?;
     let team_id = js_sys::Reflect::get(&value, &"team".into())
         .ok()?
@@ -93,7 +99,7 @@ pub fn load() -> Option<DeviceSession> {
     Some(DeviceSession { info, team_id })
 }
 
-pub fn save(session: &DeviceSession) -> Result<(), StorageError> {
+pub async fn save(session: &DeviceSession) -> Result<(), StorageError> {
     let value = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&value, &"session".into(), &session.info.to_js());
     let _ = js_sys::Reflect::set(&value, &"team".into(), &JsValue::from_str(&session.team_id));
@@ -101,32 +107,53 @@ pub fn save(session: &DeviceSession) -> Result<(), StorageError> {
         .ok()
         .and_then(|t| t.as_string())
         .unwrap_or_default();
-    local_storage()
-        .ok_or(StorageError::Unavailable)?
-        .set_item(DEVICE_KEY, &text)
-        .map_err(|_| StorageError::Unavailable)
+    write(vec![
+        WriteOp::PutMeta {
+            key: SESSION_KEY.into(),
+            bytes: text.into_bytes(),
+        },
+        WriteOp::DeleteMeta {
+            key: REVOKE_PENDING_KEY.into(),
+        },
+    ])
+    .await
 }
 
-pub fn clear() {
-    if let Some(storage) = local_storage() {
-        let _ = storage.remove_item(DEVICE_KEY);
+/// Forgets the signed-in user; `revoke_pending` when the server could not be told.
+pub async fn clear(revoke_pending: bool) -> Result<(), StorageError> {
+    let mut ops = vec![WriteOp::DeleteMeta {
+        key: SESSION_KEY.into(),
+    }];
+    if revoke_pending {
+        ops.push(WriteOp::PutMeta {
+            key: REVOKE_PENDING_KEY.into(),
+            bytes: vec![1],
+        });
     }
+    write(ops).await
 }
 
-pub fn set_revoke_pending(pending: bool) {
-    if let Some(storage) = local_storage() {
-        let _ = if pending {
-            storage.set_item(REVOKE_PENDING_KEY, "1")
-        } else {
-            storage.remove_item(REVOKE_PENDING_KEY)
-        };
-    }
+pub async fn revoke_pending() -> bool {
+    let Ok(idb) = Idb::open(DEVICE_DATABASE).await else {
+        return false;
+    };
+    let pending = matches!(idb.meta(REVOKE_PENDING_KEY).await, Ok(Some(_)));
+    idb.close();
+    pending
 }
 
-pub fn revoke_pending() -> bool {
-    local_storage()
-        .and_then(|s| s.get_item(REVOKE_PENDING_KEY).ok().flatten())
-        .is_some()
+pub async fn revoked() {
+    let _ = write(vec![WriteOp::DeleteMeta {
+        key: REVOKE_PENDING_KEY.into(),
+    }])
+    .await;
+}
+
+async fn write(ops: Vec<WriteOp>) -> Result<(), StorageError> {
+    let idb = Idb::open(DEVICE_DATABASE).await?;
+    let result = idb.write(&ops).await;
+    idb.close();
+    result
 }
 
 #[cfg(test)]

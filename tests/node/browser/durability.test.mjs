@@ -8,7 +8,7 @@ import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { chromium } from "playwright-core"
-import { CHROMIUM, Device, checkChromium, startAppServer } from "./harness.mjs"
+import { ANN, CHROMIUM, Device, checkChromium, startTeamServer } from "./harness.mjs"
 
 /** Chromium as its own process (so it can be SIGKILLed), driven over CDP. */
 async function launchKillable(profile) {
@@ -37,7 +37,7 @@ async function launchKillable(profile) {
 }
 
 test("a note shown as saved survives kill -9 of the browser", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "fieldnotes-kill-"))
   let chrome
   after(async () => { await chrome?.kill().catch(() => {}); await server.stop(); fs.rmSync(profile, { recursive: true, force: true }) })
@@ -45,8 +45,9 @@ test("a note shown as saved survives kill -9 of the browser", async () => {
   chrome = await launchKillable(profile)
   let page = chrome.page
   await page.goto(server.url)
-  await page.getByLabel("Your name").fill("Ann Lee")
-  await page.getByRole("button", { name: "Start" }).click()
+  await page.getByLabel("Email").fill(ANN.email)
+  await page.getByLabel("Password").fill(ANN.password)
+  await page.getByRole("button", { name: "Sign in", exact: true }).click()
   await page.getByRole("button", { name: "New account" }).click()
   await page.getByLabel("Client name").fill("Hazel Hardware")
   await page.getByRole("button", { name: "Create account" }).click()
@@ -66,7 +67,7 @@ test("a note shown as saved survives kill -9 of the browser", async () => {
 test("a full disk keeps the note, says so, and saves it when space is back", async () => {
   // A real full disk: the browser profile lives on a small tmpfs that the test fills up.
   // Mounting needs root (CI runs as root); without it the test fails, it never skips.
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), "fieldnotes-tinyfs-"))
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=48m", "tmpfs", mountPoint])
   const phone = new Device("full-disk", { profileRoot: mountPoint })
@@ -78,7 +79,7 @@ test("a full disk keeps the note, says so, and saves it when space is back", asy
     fs.rmSync(mountPoint, { recursive: true, force: true })
   })
   const page = await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.createAccount({ name: "Ivy Interiors" })
   await phone.waitForSaved()
 
@@ -111,16 +112,16 @@ test("a full disk keeps the note, says so, and saves it when space is back", asy
 })
 
 test("a damaged stored document is reported in plain words and the rest still works", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("damaged")
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
   const page = await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.createAccount({ name: "Juniper Joinery" })
   await phone.waitForSaved()
   // Bytes that are not an Automerge document, stored as if a document had been.
-  await page.evaluate(() => new Promise((resolve, reject) => {
-    const open = indexedDB.open("fieldnotes")
+  await page.evaluate(name => new Promise((resolve, reject) => {
+    const open = indexedDB.open(name)
     open.onerror = () => reject(open.error)
     open.onsuccess = () => {
       const tx = open.result.transaction("chunks", "readwrite")
@@ -128,7 +129,7 @@ test("a damaged stored document is reported in plain words and the rest still wo
       tx.oncomplete = () => { open.result.close(); resolve() }
       tx.onerror = () => reject(tx.error)
     }
-  }))
+  }), await phone.databaseName())
   await page.reload()
   await phone.goToList()
   await page.getByText("1 stored account could not be opened by this version of Fieldnotes").waitFor()
@@ -137,17 +138,17 @@ test("a damaged stored document is reported in plain words and the rest still wo
 })
 
 test("an account damaged on disk comes back from the server and is stored clean", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("recover")
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
   const page = await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.createAccount({ name: "Kestrel Kitchens" })
   await phone.waitForSyncStatus(/^All synced/)
   const id = await page.evaluate(() => location.hash.split("/")[2])
   // Overwrite the account's first stored chunk with bytes that are not Automerge.
-  await page.evaluate(docId => new Promise((resolve, reject) => {
-    const open = indexedDB.open("fieldnotes")
+  await page.evaluate(([name, docId]) => new Promise((resolve, reject) => {
+    const open = indexedDB.open(name)
     open.onsuccess = () => {
       const tx = open.result.transaction("chunks", "readwrite")
       tx.objectStore("chunks").put(new Uint8Array([9, 9, 9, 9]), [docId, 0])
@@ -155,7 +156,7 @@ test("an account damaged on disk comes back from the server and is stored clean"
       tx.onerror = () => reject(tx.error)
     }
     open.onerror = () => reject(open.error)
-  }), id)
+  }), [await phone.databaseName(), id])
 
   await page.reload()
   await phone.goToList()

@@ -2,13 +2,14 @@
 // binary serving the built web app (FIELDNOTES_WEB_DIR, default dist/ of the workspace).
 //
 // Each "device" is a persistent Chromium profile (its own user-data dir), so IndexedDB and the
-// service worker survive closing the browser, as on a phone.
+// service worker survive closing the browser, as on a phone. Every journey signs in through the
+// app's real sign-in form, as users made with `fieldnotes admin` on the server's data dir.
 import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import net from "node:net"
 import { chromium } from "playwright-core"
-import { startServer, WORKSPACE_ROOT } from "../lib/server.mjs"
+import { createTeamWithUsers, startServer, WORKSPACE_ROOT } from "../lib/server.mjs"
 
 export const CHROMIUM = process.env.FIELDNOTES_CHROMIUM || "/usr/bin/chromium"
 export const ARTIFACTS = path.join(WORKSPACE_ROOT, "tests", "artifacts")
@@ -50,6 +51,22 @@ export async function freePort() {
 export async function startAppServer({ dataDir, port, webDirOverride } = {}) {
   process.env.FIELDNOTES_WEB_DIR = webDirOverride || webDir()
   return startServer({ kind: "ours", dataDir, port: port ?? 0 })
+}
+
+/** The reps the journeys use. Passwords are set when their team is made. */
+export const ANN = { email: "ann@example.com", name: "Ann Lee", role: "rep", password: "ann-correct-horse" }
+export const BOB = { email: "bob@example.com", name: "Bob Stone", role: "rep", password: "bob-battery-staple" }
+
+/**
+ * Our server serving the web app, with a team and its users made by `fieldnotes admin` on its
+ * data dir. On a restart (same dataDir), pass `existing` to skip making them again.
+ * Resolves to { server, teamId, users }.
+ */
+export async function startTeamServer({ dataDir, port, webDirOverride, team = "North", users = [ANN, BOB], existing } = {}) {
+  const server = await startAppServer({ dataDir, port, webDirOverride })
+  if (existing) return { server, ...existing }
+  const made = await createTeamWithUsers(server.dataDir, { team, users })
+  return { server, teamId: made.teamId, users: made.users }
 }
 
 /** A phone: a persistent profile at 390×844. Call `open()` to (re)launch it. */
@@ -95,13 +112,60 @@ export class Device {
     await this.page.evaluate(o => window.dispatchEvent(new Event(o ? "offline" : "online")), offline)
   }
 
-  /** First run on this device: who is using it. */
-  async signIn(user, team = "north") {
+  /** Signs in through the sign-in screen and waits for the account list. */
+  async signIn(user) {
     const page = this.page
-    await page.getByLabel("Your name").fill(user)
-    await page.getByLabel("Team", { exact: true }).fill(team)
-    await page.getByRole("button", { name: "Start" }).click()
+    await page.getByRole("heading", { name: "Sign in to Fieldnotes" }).waitFor()
+    await page.getByLabel("Email").fill(user.email)
+    await page.getByLabel("Password").fill(user.password)
+    await page.getByRole("button", { name: "Sign in", exact: true }).click()
     await page.getByRole("button", { name: "New account" }).waitFor()
+  }
+
+  /** A record of the app's device-level database (`fieldnotes-device`), as text, or null. */
+  async deviceRecord(key) {
+    return this.page.evaluate(key => new Promise((resolve, reject) => {
+      const open = indexedDB.open("fieldnotes-device")
+      open.onerror = () => reject(open.error)
+      open.onupgradeneeded = () => { open.result.createObjectStore("chunks"); open.result.createObjectStore("meta") }
+      open.onsuccess = () => {
+        const request = open.result.transaction("meta").objectStore("meta").get(key)
+        request.onsuccess = () => {
+          open.result.close()
+          resolve(request.result === undefined ? null : new TextDecoder().decode(request.result))
+        }
+        request.onerror = () => reject(request.error)
+      }
+    }), key)
+  }
+
+  /** What the app remembers on this device about who is signed in (null when nobody is). */
+  async storedSession() {
+    return JSON.parse((await this.deviceRecord("session")) || "null")
+  }
+
+  /** The IndexedDB database holding the signed-in user's documents of the active team. */
+  async databaseName() {
+    const stored = await this.storedSession()
+    if (!stored) throw new Error(`${this.name}: nobody is signed in`)
+    return `fieldnotes-${stored.session.user.id}-${stored.team}`
+  }
+
+  /** The names of this origin's IndexedDB databases. */
+  async databaseNames() {
+    return this.page.evaluate(async () => (await indexedDB.databases()).map(d => d.name).sort())
+  }
+
+  /** The team view's "Sign out" (confirming the warning when `confirm`), then the sign-in screen. */
+  async signOut({ confirm = true } = {}) {
+    const page = this.page
+    await page.evaluate(() => { location.hash = "/team" })
+    await page.getByRole("button", { name: "Sign out", exact: true }).click()
+    const warning = page.getByRole("button", { name: /^Sign out and delete/ })
+    const signInScreen = page.getByRole("heading", { name: "Sign in to Fieldnotes" })
+    await warning.or(signInScreen).first().waitFor()
+    if (confirm && (await warning.isVisible().catch(() => false))) await warning.click()
+    await signInScreen.waitFor()
   }
 
   /** Waits until the service worker controls the page, so the next load works offline. */

@@ -2,15 +2,15 @@
 // and a follow-up; reload (served by the service worker) and relaunch the browser: all there.
 import { test, after } from "node:test"
 import assert from "node:assert/strict"
-import { Device, startAppServer } from "./harness.mjs"
+import { ANN, Device, startTeamServer } from "./harness.mjs"
 
 test("offline capture survives a reload and a browser restart", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("offline-capture")
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
 
   await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.waitForServiceWorker()
   await phone.screenshot("01-accounts-empty")
 

@@ -5,15 +5,18 @@ import assert from "node:assert/strict"
 import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
-import { Device, startAppServer, webDir } from "./harness.mjs"
+import { ANN, Device, startTeamServer, webDir } from "./harness.mjs"
 
 test("each main screen renders at phone size with its primary action in reach", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("screens")
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
   const page = await phone.open(server.url)
-  await phone.screenshot("10-first-run")
-  await phone.signIn("Ann Lee")
+  await page.getByRole("heading", { name: "Sign in to Fieldnotes" }).waitFor()
+  await phone.screenshot("10-sign-in")
+  const signIn = await page.getByRole("button", { name: "Sign in", exact: true }).boundingBox()
+  assert.ok(signIn.y > 844 - 120 && signIn.height >= 48, `Sign in at ${JSON.stringify(signIn)}`)
+  await phone.signIn(ANN)
   for (const [name, branch] of [["Acme Plumbing", "North"], ["Birch Bakery", "South"], ["Cedar Garage", "North"]]) {
     await phone.createAccount({ name, branch })
   }
@@ -47,14 +50,14 @@ test("a redeploy is announced and applied when the rep taps Update now", async (
   // Serve a copy of the build so the test can deploy a "new version" of it.
   const deployed = fs.mkdtempSync(path.join(os.tmpdir(), "fieldnotes-deploy-"))
   fs.cpSync(webDir(), deployed, { recursive: true })
-  const server = await startAppServer({ webDirOverride: deployed })
+  const { server } = await startTeamServer({ webDirOverride: deployed })
   const phone = new Device("update")
   after(async () => {
     await phone.close().catch(() => {}); await server.stop(); phone.cleanup()
     fs.rmSync(deployed, { recursive: true, force: true })
   })
   const page = await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.waitForServiceWorker()
   const before = await page.evaluate(() => navigator.serviceWorker.controller.scriptURL)
 

@@ -3,11 +3,11 @@
 // one merged account; a server killed mid-sync and restarted loses nothing.
 import { test, after } from "node:test"
 import assert from "node:assert/strict"
-import { Device, freePort, startAppServer } from "./harness.mjs"
+import { ANN, BOB, Device, freePort, startTeamServer } from "./harness.mjs"
 import { freshDataDir } from "../lib/server.mjs"
 
 test("back online, the note syncs by itself and a second device receives it", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("sync-phone")
   const laptop = new Device("sync-laptop")
   after(async () => {
@@ -16,7 +16,7 @@ test("back online, the note syncs by itself and a second device receives it", as
   })
 
   await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.waitForServiceWorker()
   await phone.setOffline(true)
   await phone.createAccount({ name: "Birch Bakery", branch: "South" })
@@ -29,7 +29,7 @@ test("back online, the note syncs by itself and a second device receives it", as
   await phone.screenshot("03-all-synced")
 
   await laptop.open(server.url)
-  await laptop.signIn("Bob Stone")
+  await laptop.signIn(BOB)
   await laptop.waitForSyncStatus(/^All synced/)
   await laptop.openAccount("Birch Bakery")
   await laptop.page.getByTestId("timeline").getByText("Wants training on the new ovens").waitFor()
@@ -38,7 +38,7 @@ test("back online, the note syncs by itself and a second device receives it", as
 })
 
 test("two devices edit the same account offline and merge without losing anything", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("merge-phone")
   const laptop = new Device("merge-laptop")
   after(async () => {
@@ -47,13 +47,13 @@ test("two devices edit the same account offline and merge without losing anythin
   })
 
   await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.createAccount({ name: "Cedar Garage" })
   await phone.page.getByLabel("What we offer this client, in their terms").fill("We keep your vans moving.")
   await phone.waitForSyncStatus(/^All synced/)
 
   await laptop.open(server.url)
-  await laptop.signIn("Bob Stone")
+  await laptop.signIn(BOB)
   await laptop.waitForSyncStatus(/^All synced/)
   await laptop.openAccount("Cedar Garage")
   const laptopText = laptop.page.getByLabel("What we offer this client, in their terms")
@@ -106,7 +106,8 @@ test("two devices edit the same account offline and merge without losing anythin
 test("a server killed during a sync and restarted loses nothing", async () => {
   const dataDir = freshDataDir()
   const port = await freePort()
-  let server = await startAppServer({ dataDir, port })
+  const team = await startTeamServer({ dataDir, port })
+  let server = team.server
   const phone = new Device("restart-phone")
   const laptop = new Device("restart-laptop")
   after(async () => {
@@ -115,9 +116,9 @@ test("a server killed during a sync and restarted loses nothing", async () => {
   })
 
   await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await laptop.open(server.url)
-  await laptop.signIn("Bob Stone")
+  await laptop.signIn(BOB)
   await phone.waitForSyncStatus(/^All synced/)
 
   // The phone writes several accounts while the server dies under it.
@@ -128,7 +129,7 @@ test("a server killed during a sync and restarted loses nothing", async () => {
   await phone.waitForSaved()
   await phone.waitForSyncStatus(/Can't sync|Connecting/)
 
-  server = await startAppServer({ dataDir, port })
+  server = (await startTeamServer({ dataDir, port, existing: team })).server
   await phone.page.getByRole("button", { name: /Sync now/ }).click().catch(() => {})
   await phone.waitForSyncStatus(/^All synced/, 60_000)
   await laptop.page.getByRole("button", { name: /Sync now/ }).click().catch(() => {})
@@ -140,7 +141,7 @@ test("a server killed during a sync and restarted loses nothing", async () => {
 })
 
 test("archiving on one device hides the account on the other", async () => {
-  const server = await startAppServer()
+  const { server } = await startTeamServer()
   const phone = new Device("archive-phone")
   const laptop = new Device("archive-laptop")
   after(async () => {
@@ -148,12 +149,12 @@ test("archiving on one device hides the account on the other", async () => {
     await server.stop(); phone.cleanup(); laptop.cleanup()
   })
   await phone.open(server.url)
-  await phone.signIn("Ann Lee")
+  await phone.signIn(ANN)
   await phone.createAccount({ name: "Larch Logistics" })
   await phone.createAccount({ name: "Maple Motors" })
   await phone.waitForSyncStatus(/^All synced/)
   await laptop.open(server.url)
-  await laptop.signIn("Bob Stone")
+  await laptop.signIn(BOB)
   await laptop.waitForSyncStatus(/^All synced/)
   await laptop.goToList()
   await laptop.page.getByTestId("account-list").getByText("Larch Logistics").waitFor()

@@ -58,17 +58,18 @@ pub fn app() -> Html {
         let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
         use_effect_with((), move |_| {
             dispatch.emit(Action::Navigate(Route::from_hash(&hash())));
-            match session::load() {
-                Some(stored) => {
-                    let stored = Rc::new(stored);
-                    device.set(Some(stored.clone()));
-                    wasm_bindgen_futures::spawn_local(async move {
+            wasm_bindgen_futures::spawn_local(async move {
+                match session::load().await {
+                    Ok(Some(stored)) => {
+                        let stored = Rc::new(stored);
+                        device.set(Some(stored.clone()));
                         open(stored.clone(), dispatch.clone(), services).await;
                         refresh(stored, device).await;
-                    });
+                    }
+                    Ok(None) => dispatch.emit(Action::Booted(Boot::NeedsSignIn)),
+                    Err(error) => dispatch.emit(Action::Booted(Boot::Failed(error.to_string()))),
                 }
-                None => dispatch.emit(Action::Booted(Boot::NeedsSignIn)),
-            }
+            });
             || ()
         });
     }
@@ -139,35 +140,35 @@ pub fn app() -> Html {
             let Some(next) = DeviceSession::new(info, preferred.as_deref(), previous_team) else {
                 return;
             };
-            if let Err(error) = session::save(&next) {
-                dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
-                return;
-            }
-            session::set_revoke_pending(false);
-            sign_in_dismissed.set(false);
-            if matches!(
-                Route::from_hash(&hash()),
-                Route::Setup(_) | Route::Invite(_)
-            ) {
-                set_hash(&Route::Accounts.to_hash());
-            }
             let next = Rc::new(next);
             let same_database = previous
                 .as_ref()
                 .is_some_and(|p| p.database_name() == next.database_name());
-            device.set(Some(next.clone()));
-            match running.clone() {
-                Some(running) if same_database => running.sync.resume(),
-                running => {
-                    let (dispatch, services) = (dispatch.clone(), services.clone());
-                    wasm_bindgen_futures::spawn_local(async move {
+            let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
+            let (sign_in_dismissed, running) = (sign_in_dismissed.clone(), running.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(error) = session::save(&next).await {
+                    dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
+                    return;
+                }
+                sign_in_dismissed.set(false);
+                if matches!(
+                    Route::from_hash(&hash()),
+                    Route::Setup(_) | Route::Invite(_)
+                ) {
+                    set_hash(&Route::Accounts.to_hash());
+                }
+                device.set(Some(next.clone()));
+                match running {
+                    Some(running) if same_database => running.sync.resume(),
+                    running => {
                         if let Some(running) = running {
                             running.stop().await;
                         }
                         open(next, dispatch, services).await;
-                    });
+                    }
                 }
-            }
+            });
         })
     };
     let on_signed_in = on_joined.reform(|info: SessionInfo| (info, None));
@@ -187,13 +188,13 @@ pub fn app() -> Html {
                 info: current.info.clone(),
                 team_id,
             });
-            if let Err(error) = session::save(&next) {
-                dispatch.emit(Action::Notice(Some(error.to_string())));
-                return;
-            }
-            device.set(Some(next.clone()));
-            let (dispatch, services) = (dispatch.clone(), services.clone());
+            let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
             wasm_bindgen_futures::spawn_local(async move {
+                if let Err(error) = session::save(&next).await {
+                    dispatch.emit(Action::Notice(Some(error.to_string())));
+                    return;
+                }
+                device.set(Some(next.clone()));
                 running.stop().await;
                 open(next, dispatch, services).await;
             });
@@ -217,13 +218,14 @@ pub fn app() -> Html {
                     running.repo.borrow().idb().close();
                 }
                 services.set(None);
-                if let Err(ApiError::Unreachable) = api::sign_out().await {
-                    // The session stays valid on the server until it can be revoked.
-                    session::set_revoke_pending(true);
-                }
+                // Offline, the session stays valid on the server until it can be revoked.
+                let revoke_pending = api::sign_out().await == Err(ApiError::Unreachable);
                 match delete_user_data(&current, &dispatch).await {
                     Ok(()) => {
-                        session::clear();
+                        if let Err(error) = session::clear(revoke_pending).await {
+                            dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
+                            return;
+                        }
                         device.set(None);
                         set_hash(&Route::Accounts.to_hash());
                         dispatch.emit(Action::SignedOut);
@@ -381,7 +383,7 @@ async fn refresh(stored: Rc<DeviceSession>, device: UseStateHandle<Option<Rc<Dev
             info,
             team_id: stored.team_id.clone(),
         };
-        if session::save(&next).is_ok() {
+        if session::save(&next).await.is_ok() {
             device.set(Some(Rc::new(next)));
         }
     }

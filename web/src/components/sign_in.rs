@@ -128,13 +128,11 @@ pub struct SignInScreenProps {
 pub fn sign_in_screen(props: &SignInScreenProps) -> Html {
     // A sign-out made offline could not revoke the session on the server: do it now.
     use_effect_with((), |_| {
-        if session::revoke_pending() {
-            wasm_bindgen_futures::spawn_local(async {
-                if api::sign_out().await.is_ok() {
-                    session::set_revoke_pending(false);
-                }
-            });
-        }
+        wasm_bindgen_futures::spawn_local(async {
+            if session::revoke_pending().await && api::sign_out().await.is_ok() {
+                session::revoked().await;
+            }
+        });
         || ()
     });
     html! {

@@ -105,7 +105,7 @@ fn signed_in_card() -> Html {
             if session.info.teams.len() > 1 {
                 <label class="field">
                     <span>{ "Team" }</span>
-                    <select name="team" onchange={switch_team}>
+                    <select name="team" aria-label="Team" onchange={switch_team}>
                         { for session.info.teams.iter().map(|t| html! {
                             <option value={t.id.clone()} selected={t.id == team.id}>{ &t.name }</option>
                         }) }

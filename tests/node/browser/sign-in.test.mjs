@@ -330,7 +330,7 @@ test("a wrong password, too many attempts and no network are each said in plain 
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
   const page = await phone.open(server.url)
   await phone.waitForServiceWorker()
-  const error = page.locator("form.sign-in .error")
+  const error = page.locator("form.credentials .error")
   // Submits and waits for the server's answer (none when offline).
   const submit = async ({ answered = true } = {}) => {
     const response = answered && page.waitForResponse(r => r.url().endsWith("/api/session") && r.request().method() === "POST")

@@ -18,7 +18,7 @@ use crate::components::{
     capture::CaptureScreen,
     join::{InviteScreen, Joined, SetupScreen, SignedInAs},
     new_account::NewAccountScreen,
-    sign_in::{SignInForm, SignInScreen},
+    sign_in::{self, Credentials, CredentialsForm, SignInScreen},
     status::StatusBar,
     team::TeamScreen,
 };
@@ -286,9 +286,10 @@ pub fn app() -> Html {
                         <h2>{ "Sign in to sync" }</h2>
                         <p>{ "The server has signed this phone out. Your changes are kept on \
                               this phone and sync as soon as you sign in again." }</p>
-                        <SignInForm form_id="sign-in-again" email={session.info.email.clone()}
-                            expected_user={session.info.user_id.clone()} inline_button=true
-                            on_signed_in={on_signed_in.clone()} />
+                        <CredentialsForm form_id="sign-in-again" button="Sign in"
+                            submit={sign_in::sign_in(Some(session.info.user_id.clone()))}
+                            initial={Credentials { email: session.info.email.clone(), ..Credentials::default() }}
+                            fixed_email=true inline_button=true on_done={on_signed_in.clone()} />
                         <button class="link" onclick={dismiss}>{ "Not now" }</button>
                     </section>
                 }

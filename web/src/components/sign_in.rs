@@ -1,85 +1,176 @@
-//! Signing in: the screen shown when nobody is signed in on this device, and the same form
-//! offered under the status bar when the server has ended the session (email prefilled, edits
-//! kept, syncing resumes by itself afterwards).
+//! Signing in: the screen shown when nobody is signed in on this device, the same form offered
+//! under the status bar when the server has ended the session (email prefilled, edits kept,
+//! syncing resumes by itself afterwards), and the one credentials form every sign-in, first-run
+//! setup and invitation screen is made of.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 
 use yew::prelude::*;
 
-use crate::api::{self, ApiError, SessionInfo};
+use crate::api::{self, SessionInfo};
 use crate::components::fields::TextField;
 use crate::session;
 
-#[derive(Properties, PartialEq)]
-pub struct SignInFormProps {
-    /// The `<form>` id, so a button outside it (the bottom bar) can submit it.
-    pub form_id: AttrValue,
-    #[prop_or_default]
-    pub email: AttrValue,
-    /// Signing in again: only this user (id) may sign in, since the device holds their notes.
-    #[prop_or_default]
-    pub expected_user: Option<AttrValue>,
-    /// Render the submit button inside the form (otherwise the caller places it).
-    #[prop_or_default]
-    pub inline_button: bool,
-    pub on_signed_in: Callback<SessionInfo>,
+/// At least this many characters (docs/auth.md); checked here too so the rep hears it at once.
+const MIN_PASSWORD_CHARS: usize = 10;
+
+/// What the rep typed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Credentials {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    pub team: String,
 }
 
-#[function_component(SignInForm)]
-pub fn sign_in_form(props: &SignInFormProps) -> Html {
-    let email = use_state(|| props.email.to_string());
-    let password = use_state(String::new);
+pub type Outcome = Pin<Box<dyn Future<Output = Result<SessionInfo, String>>>>;
+
+/// What the form does with the credentials: a call to the server that ends signed in, or the
+/// words saying why not.
+#[derive(Clone)]
+pub struct Submit(pub Rc<dyn Fn(Credentials) -> Outcome>);
+
+impl Submit {
+    pub fn new<F: Future<Output = Result<SessionInfo, String>> + 'static>(
+        submit: impl Fn(Credentials) -> F + 'static,
+    ) -> Submit {
+        Submit(Rc::new(move |credentials| Box::pin(submit(credentials))))
+    }
+}
+
+impl PartialEq for Submit {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct CredentialsFormProps {
+    pub form_id: AttrValue,
+    pub submit: Submit,
+    pub on_done: Callback<SessionInfo>,
+    pub button: AttrValue,
+    #[prop_or_default]
+    pub initial: Credentials,
+    /// Ask for a display name / a team name (setup, invitation).
+    #[prop_or_default]
+    pub ask_name: bool,
+    #[prop_or_default]
+    pub ask_team: bool,
+    /// A password being chosen (at least 10 characters) rather than typed from memory.
+    #[prop_or_default]
+    pub new_password: bool,
+    #[prop_or_default]
+    pub fixed_name: bool,
+    #[prop_or_default]
+    pub fixed_email: bool,
+    /// The button sits in the form (a panel), not in the screen's bottom bar.
+    #[prop_or_default]
+    pub inline_button: bool,
+}
+
+#[function_component(CredentialsForm)]
+pub fn credentials_form(props: &CredentialsFormProps) -> Html {
+    let values = use_state(|| props.initial.clone());
     let error = use_state(|| None::<String>);
     let busy = use_state(|| false);
     let submit = {
-        let (email, password, error, busy) =
-            (email.clone(), password.clone(), error.clone(), busy.clone());
-        let expected_user = props.expected_user.clone();
-        let on_signed_in = props.on_signed_in.clone();
+        let (values, error, busy) = (values.clone(), error.clone(), busy.clone());
+        let (submit, on_done) = (props.submit.clone(), props.on_done.clone());
+        let (ask_name, ask_team, new_password) =
+            (props.ask_name, props.ask_team, props.new_password);
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             if *busy {
                 return;
             }
-            let address = email.trim().to_string();
-            if address.is_empty() || password.is_empty() {
-                error.set(Some("Type your email and your password.".into()));
+            let mut typed = (*values).clone();
+            for text in [&mut typed.name, &mut typed.email, &mut typed.team] {
+                *text = text.trim().to_string();
+            }
+            let missing = typed.email.is_empty()
+                || typed.password.is_empty()
+                || (ask_name && typed.name.is_empty())
+                || (ask_team && typed.team.is_empty());
+            if missing {
+                error.set(Some("Fill in every field.".into()));
+                return;
+            }
+            if new_password && typed.password.chars().count() < MIN_PASSWORD_CHARS {
+                error.set(Some(format!(
+                    "Choose a password of at least {MIN_PASSWORD_CHARS} characters."
+                )));
                 return;
             }
             busy.set(true);
             error.set(None);
-            let (password, error, busy) = (password.clone(), error.clone(), busy.clone());
-            let expected_user = expected_user.clone();
-            let on_signed_in = on_signed_in.clone();
+            let outcome = (submit.0)(typed);
+            let (values, error, busy, on_done) =
+                (values.clone(), error.clone(), busy.clone(), on_done.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let result = api::sign_in(&address, &password).await;
+                let result = outcome.await;
                 busy.set(false);
-                match result.and_then(|info| checked(info, expected_user.as_deref())) {
+                match result {
                     Ok(info) => {
-                        password.set(String::new());
-                        on_signed_in.emit(info);
+                        values.set(Credentials {
+                            password: String::new(),
+                            ..(*values).clone()
+                        });
+                        on_done.emit(info);
                     }
-                    Err(problem) => error.set(Some(problem.to_string())),
+                    Err(problem) => error.set(Some(problem)),
                 }
             });
         })
     };
-    let setter = |handle: &UseStateHandle<String>| {
-        let handle = handle.clone();
-        Callback::from(move |value: String| handle.set(value))
+    let field = |label: &'static str,
+                 name: &'static str,
+                 kind: &'static str,
+                 autocomplete: &'static str,
+                 readonly: bool,
+                 get: fn(&Credentials) -> &String,
+                 set: fn(&mut Credentials, String)| {
+        let value = get(&values).clone();
+        let values = values.clone();
+        let on_change = Callback::from(move |value: String| {
+            let mut next = (*values).clone();
+            set(&mut next, value);
+            values.set(next);
+        });
+        html! {
+            <TextField label={label} name={name} kind={kind} autocomplete={autocomplete}
+                {value} {on_change} required=true {readonly} />
+        }
+    };
+    let button = html! {
+        <button class="primary" type="submit" form={props.form_id.clone()} disabled={*busy}>
+            { if *busy { "Just a moment…".into() } else { props.button.clone() } }
+        </button>
     };
     html! {
-        <form id={props.form_id.clone()} class="sign-in" onsubmit={submit}>
-            <TextField label="Email" name="email" kind="email" autocomplete="username"
-                value={(*email).clone()} on_change={setter(&email)} required=true
-                readonly={props.expected_user.is_some()} />
-            <TextField label="Password" name="password" kind="password" autocomplete="current-password"
-                value={(*password).clone()} on_change={setter(&password)} required=true />
+        <form id={props.form_id.clone()} class="credentials" onsubmit={submit}>
+            if props.ask_name {
+                { field("Your name", "name", "text", "name", props.fixed_name, |c| &c.name, |c, v| c.name = v) }
+            }
+            { field("Email", "email", "email", "username", props.fixed_email, |c| &c.email, |c, v| c.email = v) }
+            { field(
+                "Password", "password", "password",
+                if props.new_password { "new-password" } else { "current-password" },
+                false, |c| &c.password, |c, v| c.password = v,
+            ) }
+            if props.new_password {
+                <p class="hint">{ format!("At least {MIN_PASSWORD_CHARS} characters.") }</p>
+            }
+            if props.ask_team {
+                { field("Team name", "team", "text", "organization", false, |c| &c.team, |c, v| c.team = v) }
+            }
             if let Some(message) = &*error { <p class="error" role="alert">{ message }</p> }
             if props.inline_button {
-                <div class="actions">
-                    <button class="primary" type="submit" disabled={*busy}>
-                        { if *busy { "Signing in…" } else { "Sign in" } }
-                    </button>
-                </div>
+                <div class="actions">{ button }</div>
+            } else {
+                <nav class="bottom-bar">{ button }</nav>
             }
         </form>
     }
@@ -87,7 +178,8 @@ pub fn sign_in_form(props: &SignInFormProps) -> Html {
 
 /// A session the app can use, or why not, in plain words. A session it cannot use is revoked
 /// at once so the browser does not keep a cookie nobody asked for.
-pub fn usable(info: SessionInfo) -> Result<SessionInfo, String> {
+pub fn usable(answer: Result<SessionInfo, api::ApiError>) -> Result<SessionInfo, String> {
+    let info = answer.map_err(|e| e.to_string())?;
     if info.teams.is_empty() {
         wasm_bindgen_futures::spawn_local(async {
             let _ = api::sign_out().await;
@@ -101,21 +193,25 @@ pub fn usable(info: SessionInfo) -> Result<SessionInfo, String> {
     Ok(info)
 }
 
-fn checked(info: SessionInfo, expected_user: Option<&str>) -> Result<SessionInfo, ApiError> {
-    let refuse = |message: String| ApiError::Refused { status: 0, message };
-    if let Some(expected) = expected_user
-        && info.user_id != expected
-    {
-        wasm_bindgen_futures::spawn_local(async {
-            let _ = api::sign_out().await;
-        });
-        return Err(refuse(
-            "That is another person's account. This phone holds the notes of the account \
-             shown above: sign in with it, or sign out in the team view to switch."
-                .into(),
-        ));
-    }
-    usable(info).map_err(refuse)
+/// Signs in with email and password; with `expected_user`, only as that user (signing in again:
+/// the device holds their notes, and must not sync them as someone else).
+pub fn sign_in(expected_user: Option<String>) -> Submit {
+    Submit::new(move |typed: Credentials| {
+        let expected_user = expected_user.clone();
+        async move {
+            let info = usable(api::sign_in(&typed.email, &typed.password).await)?;
+            if expected_user.is_some_and(|expected| expected != info.user_id) {
+                let _ = api::sign_out().await;
+                return Err(
+                    "That is another person's account. This phone holds the notes of \
+                            the account shown above: sign in with it, or sign out in the team \
+                            view to switch."
+                        .into(),
+                );
+            }
+            Ok(info)
+        }
+    })
 }
 
 #[derive(Properties, PartialEq)]
@@ -135,16 +231,15 @@ pub fn sign_in_screen(props: &SignInScreenProps) -> Html {
         });
         || ()
     });
+    let submit = use_memo((), |_| sign_in(None));
     html! {
         <main class="screen form-screen sign-in-screen">
             <h1>{ "Sign in to Fieldnotes" }</h1>
             <p>{ "Record why each client works with us, right after the visit. Sign in once \
                   while online; after that Fieldnotes works on this phone with or without signal." }</p>
-            <SignInForm form_id="sign-in" on_signed_in={props.on_signed_in.clone()} />
+            <CredentialsForm form_id="sign-in" submit={(*submit).clone()} button="Sign in"
+                on_done={props.on_signed_in.clone()} />
             <p class="hint">{ "No account yet? Ask your administrator for an invitation link." }</p>
-            <nav class="bottom-bar">
-                <button class="primary" type="submit" form="sign-in">{ "Sign in" }</button>
-            </nav>
         </main>
     }
 }

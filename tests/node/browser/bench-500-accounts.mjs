@@ -6,22 +6,27 @@
 //        `cargo build -p fieldnotes-server --example seed`)
 import { execFileSync } from "node:child_process"
 import path from "node:path"
-import { Device, startAppServer } from "./harness.mjs"
-import { WORKSPACE_ROOT } from "../lib/server.mjs"
+import { ANN, Device, startTeamServer } from "./harness.mjs"
+import { WORKSPACE_ROOT, tokenFor } from "../lib/server.mjs"
 
 const ACCOUNTS = Number(process.env.ACCOUNTS || 500)
 const RUNS = Number(process.env.RUNS || 5)
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
-const server = await startAppServer()
+const { server, teamId } = await startTeamServer()
 const seed = path.join(process.env.CARGO_TARGET_DIR || path.join(WORKSPACE_ROOT, "target"), "debug", "examples", "seed")
-execFileSync(seed, [server.url.replace("http", "ws") + "/sync", "north", String(ACCOUNTS)], { stdio: "inherit" })
+// The seed tool syncs as a member of the team, with a Bearer token made by `fieldnotes admin`.
+const token = await tokenFor(server.dataDir, ANN.email, { label: "bench seed" })
+execFileSync(seed, [server.url.replace("http", "ws") + "/sync", teamId, String(ACCOUNTS)], {
+  stdio: "inherit",
+  env: { ...process.env, FIELDNOTES_TOKEN: token },
+})
 
 const phone = new Device("bench-500")
 try {
   const page = await phone.open(server.url)
   const started = Date.now()
-  await phone.signIn("Ann Lee", "north")
+  await phone.signIn(ANN)
   await phone.waitForSyncStatus(/^All synced/, 300_000)
   const download = Date.now() - started
   const rows = () => page.locator(".account-row").count()

@@ -9,7 +9,8 @@ import os from "node:os"
 import path from "node:path"
 import net from "node:net"
 import { chromium } from "playwright-core"
-import { createTeamWithUsers, startServer, WORKSPACE_ROOT } from "../lib/server.mjs"
+import { spawn } from "node:child_process"
+import { createTeamWithUsers, freshDataDir, ourBinary, startServer, WORKSPACE_ROOT } from "../lib/server.mjs"
 
 export const CHROMIUM = process.env.FIELDNOTES_CHROMIUM || "/usr/bin/chromium"
 export const ARTIFACTS = path.join(WORKSPACE_ROOT, "tests", "artifacts")
@@ -51,6 +52,44 @@ export async function freePort() {
 export async function startAppServer({ dataDir, port, webDirOverride } = {}) {
   process.env.FIELDNOTES_WEB_DIR = webDirOverride || webDir()
   return startServer({ kind: "ours", dataDir, port: port ?? 0 })
+}
+
+/**
+ * A first run: our server on a fresh data dir, with every line it prints on stdout kept, so the
+ * `setup: open http://…/#/setup/<token> …` line is read whole however the pipe splits it.
+ * Resolves to { url, setupUrl, dataDir, stop() }.
+ */
+export async function startFirstRunServer({ timeoutMs = 30_000 } = {}) {
+  const dataDir = freshDataDir()
+  const child = spawn(ourBinary(), ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, FIELDNOTES_WEB_DIR: webDir(), RUST_LOG: process.env.RUST_LOG || "warn" },
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", d => (stdout += d))
+  child.stderr.on("data", d => (stderr += d))
+  const exited = new Promise(resolve => child.once("exit", resolve))
+  const deadline = Date.now() + timeoutMs
+  let listening, setup
+  while (!(listening && setup)) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill("SIGKILL")
+      throw new Error(`the server printed no listening and setup lines: stdout=${JSON.stringify(stdout)} stderr=${stderr.slice(-2000)}`)
+    }
+    await new Promise(r => setTimeout(r, 20))
+    listening = /^listening on (http:\/\/\S+)$/m.exec(stdout)?.[1]
+    setup = /^setup: open (\S+) to create the first administrator and their team$/m.exec(stdout)?.[1]
+  }
+  return {
+    url: listening,
+    setupUrl: setup,
+    dataDir,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
+      await exited
+    },
+  }
 }
 
 /** The reps the journeys use. Passwords are set when their team is made. */

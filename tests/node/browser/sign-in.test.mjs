@@ -10,19 +10,20 @@
 // - wrong password, too many attempts and no network are each said in plain words.
 import { test, after } from "node:test"
 import assert from "node:assert/strict"
-import { ANN, BOB, Device, startAppServer, startTeamServer } from "./harness.mjs"
+import { ANN, BOB, Device, startFirstRunServer, startTeamServer } from "./harness.mjs"
 import { addToTeam, createTeamWithUsers, inviteLink, revokeSessions, runAdmin } from "../lib/server.mjs"
 
 const signInAgain = page => page.getByRole("region", { name: "Sign in again" })
 
 test("first run: the setup link creates the administrator and the team in the browser", async () => {
-  const server = await startAppServer()
+  const server = await startFirstRunServer()
   const phone = new Device("first-run")
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
-  await server.waitForSetupLine()
-  assert.match(server.setupUrl, /^http:\/\/127\.0\.0\.1:\d+\/#\/setup\/\S+$/)
-  // The printed link names the address the server listens on.
-  const page = await phone.open(server.url + "/#/setup/" + server.setupToken)
+  // The printed link is the address the server listens on.
+  assert.match(server.setupUrl, /^http:\/\/127\.0\.0\.1:\d+\/#\/setup\/[A-Za-z0-9_-]+$/)
+  assert.ok(server.setupUrl.startsWith(server.url + "/#/setup/"), `${server.setupUrl} is on ${server.url}`)
+  const setupToken = server.setupUrl.split("#/setup/")[1]
+  const page = await phone.open(server.setupUrl)
   await page.getByRole("heading", { name: "Set up Fieldnotes" }).waitFor()
   await phone.screenshot("15-setup")
   await page.getByLabel("Your name").fill("Dana Reyes")
@@ -47,7 +48,7 @@ test("first run: the setup link creates the administrator and the team in the br
   assert.match((await runAdmin(server.dataDir, ["team", "list"])).stdout, /North/)
 
   // The link works once.
-  await page.evaluate(token => { location.hash = "/setup/" + token }, server.setupToken)
+  await page.evaluate(token => { location.hash = "/setup/" + token }, setupToken)
   await page.getByLabel("Your name").fill("Mallory")
   await page.getByLabel("Email").fill("mallory@example.com")
   await page.getByLabel("Password").fill("mallory-password")
@@ -69,6 +70,8 @@ test("after one sign-in the app opens offline with that identity", async () => {
   await phone.page.reload()
   await phone.page.getByRole("button", { name: "New account" }).waitFor()
   assert.equal(await phone.page.getByRole("heading", { name: "Sign in to Fieldnotes" }).count(), 0)
+  // The service worker never answers for the API: offline, a session check fails outright.
+  assert.equal(await phone.page.evaluate(() => fetch("/api/session").then(r => `answered ${r.status}`, () => "failed")), "failed")
   await phone.createAccount({ name: "Birch Bakery" })
   await phone.addNoteFromList("Birch Bakery", { text: "Written offline after a reload" })
   const meta = await phone.page.getByTestId("timeline").locator(".meta").first().innerText()

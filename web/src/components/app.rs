@@ -16,9 +16,9 @@ use crate::components::{
     account::AccountScreen,
     accounts::AccountsScreen,
     capture::CaptureScreen,
-    join::{InviteScreen, Joined, SetupScreen, SignedInAs},
+    join::{InviteScreen, Joined, SignedInAs, setup_screen},
     new_account::NewAccountScreen,
-    sign_in::{self, Credentials, CredentialsForm, SignInScreen},
+    sign_in::{self, Credentials, CredentialsForm, sign_in_screen},
     status::StatusBar,
     team::TeamScreen,
 };
@@ -66,7 +66,13 @@ pub fn app() -> Html {
                         open(stored.clone(), dispatch.clone(), services).await;
                         refresh(stored, device).await;
                     }
-                    Ok(None) => dispatch.emit(Action::Booted(Boot::NeedsSignIn)),
+                    Ok(None) => {
+                        dispatch.emit(Action::Booted(Boot::NeedsSignIn));
+                        // A sign-out made offline could not revoke the session: do it now.
+                        if session::revoke_pending().await && api::sign_out().await.is_ok() {
+                            session::revoked().await;
+                        }
+                    }
                     Err(error) => dispatch.emit(Action::Booted(Boot::Failed(error.to_string()))),
                 }
             });
@@ -254,7 +260,7 @@ pub fn app() -> Html {
     });
     match &state.route {
         Route::Setup(token) if state.boot != Boot::SigningOut => {
-            return html! { <SetupScreen token={token.clone()} on_joined={on_joined} /> };
+            return setup_screen(token, &on_joined);
         }
         Route::Invite(token) if state.boot != Boot::SigningOut => {
             return html! {
@@ -273,7 +279,7 @@ pub fn app() -> Html {
                       this is not a private window." }</p>
             </main>
         },
-        (Boot::NeedsSignIn, _, _) => html! { <SignInScreen on_signed_in={on_signed_in} /> },
+        (Boot::NeedsSignIn, _, _) => sign_in_screen(on_signed_in),
         (Boot::Ready, Some(services), Some(session)) => {
             let signed_out = state.sync.phase == SyncPhase::SignedOut;
             let sign_in_again = (signed_out && !*sign_in_dismissed).then(|| {

@@ -10,32 +10,24 @@ use crate::components::sign_in::{Credentials, CredentialsForm, Submit, usable};
 /// A session and the team to open (the one just created or joined).
 pub type Joined = (SessionInfo, Option<String>);
 
-#[derive(Properties, PartialEq)]
-pub struct SetupProps {
-    pub token: AttrValue,
-    pub on_joined: Callback<Joined>,
-}
-
-#[function_component(SetupScreen)]
-pub fn setup_screen(props: &SetupProps) -> Html {
-    let submit = use_memo(props.token.clone(), |token| {
-        let token = token.to_string();
-        Submit::new(move |typed: Credentials| {
-            let token = token.clone();
-            async move {
-                let answer = api::setup(
-                    &token,
-                    &typed.name,
-                    &typed.email,
-                    &typed.password,
-                    &typed.team,
-                )
-                .await;
-                usable(answer)
-            }
-        })
+/// The first-run link: the first administrator and their team.
+pub fn setup_screen(token: &str, on_joined: &Callback<Joined>) -> Html {
+    let token = token.to_string();
+    let submit = Submit::new(move |typed: Credentials| {
+        let token = token.clone();
+        async move {
+            let answer = api::setup(
+                &token,
+                &typed.name,
+                &typed.email,
+                &typed.password,
+                &typed.team,
+            )
+            .await;
+            usable(answer)
+        }
     });
-    let on_joined = props.on_joined.reform(|info: SessionInfo| {
+    let on_joined = on_joined.reform(|info: SessionInfo| {
         let team = info.teams.first().map(|t| t.id.clone());
         (info, team)
     });
@@ -44,7 +36,7 @@ pub fn setup_screen(props: &SetupProps) -> Html {
             <h1>{ "Set up Fieldnotes" }</h1>
             <p>{ "You are the first person here: create your account (you will be its \
                   administrator) and name your team. You can invite the reps afterwards." }</p>
-            <CredentialsForm form_id="setup" submit={(*submit).clone()} on_done={on_joined}
+            <CredentialsForm form_id="setup" {submit} on_done={on_joined}
                 button="Create account and team" ask_name=true ask_team=true new_password=true />
         </main>
     }

@@ -11,7 +11,6 @@ use yew::prelude::*;
 
 use crate::api::{self, SessionInfo};
 use crate::components::fields::TextField;
-use crate::session;
 
 /// At least this many characters (docs/auth.md); checked here too so the rep hears it at once.
 const MIN_PASSWORD_CHARS: usize = 10;
@@ -214,31 +213,15 @@ pub fn sign_in(expected_user: Option<String>) -> Submit {
     })
 }
 
-#[derive(Properties, PartialEq)]
-pub struct SignInScreenProps {
-    pub on_signed_in: Callback<SessionInfo>,
-}
-
 /// Nobody is signed in on this device.
-#[function_component(SignInScreen)]
-pub fn sign_in_screen(props: &SignInScreenProps) -> Html {
-    // A sign-out made offline could not revoke the session on the server: do it now.
-    use_effect_with((), |_| {
-        wasm_bindgen_futures::spawn_local(async {
-            if session::revoke_pending().await && api::sign_out().await.is_ok() {
-                session::revoked().await;
-            }
-        });
-        || ()
-    });
-    let submit = use_memo((), |_| sign_in(None));
+pub fn sign_in_screen(on_signed_in: Callback<SessionInfo>) -> Html {
     html! {
         <main class="screen form-screen sign-in-screen">
             <h1>{ "Sign in to Fieldnotes" }</h1>
             <p>{ "Record why each client works with us, right after the visit. Sign in once \
                   while online; after that Fieldnotes works on this phone with or without signal." }</p>
-            <CredentialsForm form_id="sign-in" submit={(*submit).clone()} button="Sign in"
-                on_done={props.on_signed_in.clone()} />
+            <CredentialsForm form_id="sign-in" submit={sign_in(None)} button="Sign in"
+                on_done={on_signed_in} />
             <p class="hint">{ "No account yet? Ask your administrator for an invitation link." }</p>
         </main>
     }

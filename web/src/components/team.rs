@@ -7,7 +7,7 @@ use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
 use crate::components::accounts::STALE_AFTER_DAYS;
-use crate::components::app::use_app;
+use crate::components::app::{AppContext, use_app};
 use crate::components::fields::date;
 use crate::platform::now_millis;
 use crate::state::Route;
@@ -15,6 +15,8 @@ use crate::state::Route;
 #[function_component(TeamScreen)]
 pub fn team_screen() -> Html {
     let app = use_app();
+    // The number of unsynced changes the rep was warned about, while the warning shows.
+    let confirming = use_state(|| None::<usize>);
     let accounts = app.state.accounts.clone();
     let now = now_millis();
     let visible = query::visible(&accounts).count();
@@ -30,7 +32,7 @@ pub fn team_screen() -> Html {
         .max(1);
     let services = app.services.clone();
     let back = Callback::from(move |_| services.navigate(Route::Accounts));
-    let settings = html! { <SignedInCard /> };
+    let settings = signed_in_card(&app, &confirming);
     html! {
         <main class="screen team">
             <h1>{ "Team view" }</h1>
@@ -67,10 +69,7 @@ pub fn team_screen() -> Html {
 
 /// Who is signed in, which team is shown, and sign-out (with a warning when changes have not
 /// reached the server: signing out deletes this user's data from the device).
-#[function_component(SignedInCard)]
-fn signed_in_card() -> Html {
-    let app = use_app();
-    let confirming = use_state(|| None::<usize>);
+fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) -> Html {
     let session = app.session.clone();
     let sign_out = {
         let (confirming, services, sign_out) = (
@@ -114,7 +113,7 @@ fn signed_in_card() -> Html {
             } else {
                 <p>{ format!("Team: {}", team.name) }</p>
             }
-            if let Some(pending) = *confirming {
+            if let Some(pending) = **confirming {
                 <div class="warning" role="alert">
                     <p>{ format!(
                         "{pending} {} on this phone {} not reached the server yet. Signing out \

@@ -114,7 +114,8 @@ fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) 
                 <p>{ format!("Team: {}", team.name) }</p>
             }
             if let Some(pending) = **confirming {
-                <div class="warning" role="alert">
+                // A sheet over the bottom bar: the choice is in view and within thumb reach.
+                <div class="sheet warning" role="alert">
                     <p>{ format!(
                         "{pending} {} on this phone {} not reached the server yet. Signing out \
                          deletes {} from this phone for good. To keep {}, get online and wait \

@@ -25,10 +25,20 @@ execFileSync(seed, [server.url.replace("http", "ws") + "/sync", teamId, String(A
 const phone = new Device("bench-500")
 try {
   const page = await phone.open(server.url)
+  // What the rep sees while the accounts arrive.
+  await page.evaluate(() => {
+    window.progressSeen = []
+    new MutationObserver(() => {
+      const line = document.querySelector("[data-testid=sync-status]")?.textContent
+      if (line?.startsWith("Downloading") && window.progressSeen.at(-1) !== line) window.progressSeen.push(line)
+    }).observe(document.body, { subtree: true, childList: true, characterData: true })
+  })
   const started = Date.now()
   await phone.signIn(ANN)
   await phone.waitForSyncStatus(/^All synced/, 300_000)
   const download = Date.now() - started
+  const progress = await page.evaluate(() => window.progressSeen)
+  console.log(`progress shown ${progress.length} times: ${progress.slice(0, 2).join(" → ")} … ${progress.slice(-1)}`)
   const rows = () => page.locator(".account-row").count()
   console.log(`new device: ${ACCOUNTS} accounts downloaded and stored in ${download} ms (${await rows()} rows shown)`)
 

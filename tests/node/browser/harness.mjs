@@ -103,7 +103,7 @@ export const BOB = { email: "bob@example.com", name: "Bob Stone", role: "rep", p
  */
 export async function startTeamServer({ dataDir, port, webDirOverride, team = "North", users = [ANN, BOB], existing } = {}) {
   const server = await startAppServer({ dataDir, port, webDirOverride })
-  if (existing) return { server, ...existing }
+  if (existing) return { ...existing, server }
   const made = await createTeamWithUsers(server.dataDir, { team, users })
   return { server, teamId: made.teamId, users: made.users }
 }

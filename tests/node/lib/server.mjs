@@ -63,20 +63,27 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
     if (stderr.length > 200_000) stderr = stderr.slice(-100_000)
   })
   const exited = new Promise(resolve => child.once("exit", (code, signal) => resolve({ code, signal })))
+  // Everything the server prints on stdout (at most 64 KiB), read by one listener from the start,
+  // so a setup line that arrives in the same chunk as the listening line is kept too. Draining
+  // also keeps the child from blocking on a full pipe.
+  let out = ""
+  child.stdout.on("data", d => {
+    if (out.length < 65_536) out += d
+  })
   const line = await new Promise((resolve, reject) => {
-    let out = ""
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
       reject(new Error(`${kind} server did not print its listening line within ${timeoutMs} ms; stdout=${JSON.stringify(out)} stderr=${stderr.slice(-2000)}`))
     }, timeoutMs)
-    child.stdout.on("data", d => {
-      out += d
+    const onData = () => {
       const nl = out.indexOf("\n")
       if (nl >= 0) {
         clearTimeout(timer)
+        child.stdout.off("data", onData)
         resolve(out.slice(0, nl))
       }
-    })
+    }
+    child.stdout.on("data", onData)
     child.once("exit", (code, signal) => {
       clearTimeout(timer)
       reject(new Error(`${kind} server exited (code ${code}, signal ${signal}) before listening; stderr=${stderr.slice(-4000)}`))
@@ -88,15 +95,10 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
     throw new Error(`unexpected first stdout line from ${kind} server: ${JSON.stringify(line)}`)
   }
   const boundPort = Number(m[1])
-  // Keep draining stdout so the child never blocks on a full pipe, and keep what it printed after
-  // the listening line (at most 64 KiB): the first-run `setup: open http://…/#/setup/<token> …`
+  // What it printed after the listening line: the first-run `setup: open http://…/#/setup/<token> …`
   // line comes there while no administrator exists (docs/auth.md).
-  let stdoutAfter = ""
-  child.stdout.on("data", d => {
-    if (stdoutAfter.length < 65_536) stdoutAfter += d
-  })
-  child.stdout.resume()
-  const findSetupLine = () => stdoutAfter.split("\n").find(l => l.startsWith("setup: ")) ?? null
+  const afterListening = () => out.slice(out.indexOf("\n") + 1)
+  const findSetupLine = () => afterListening().split("\n").find(l => l.startsWith("setup: ")) ?? null
   return {
     kind,
     release,
@@ -109,7 +111,7 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
     exited,
     stderr: () => stderr,
     /** What the server printed on stdout after the listening line (so far). */
-    stdout: () => stdoutAfter,
+    stdout: () => afterListening(),
     /**
      * The `setup: open http://…/#/setup/<token> to create …` line, if printed yet (null otherwise).
      * The server prints it right after the listening line while no administrator exists; use
@@ -134,7 +136,7 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
       for (;;) {
         const l = findSetupLine()
         if (l) return l
-        if (Date.now() > deadline) throw new Error(`${kind} server printed no "setup: " line within ${timeoutMs} ms; stdout after listening: ${JSON.stringify(stdoutAfter)}`)
+        if (Date.now() > deadline) throw new Error(`${kind} server printed no "setup: " line within ${timeoutMs} ms; stdout after listening: ${JSON.stringify(afterListening())}`)
         await new Promise(r => setTimeout(r, 20))
       }
     },

@@ -696,6 +696,15 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             data,
             ..
         } = message;
+        let sync_message = match sync::Message::decode(&data) {
+            Ok(message) => message,
+            Err(_) => {
+                self.refuse(connection, None, ProtocolViolation::InvalidSyncMessage);
+                return;
+            }
+        };
+        // Decoded first: a message that is not even a sync message must not get as far as a
+        // policy that records something (a claim) for it.
         let access = if is_request {
             Access::Request
         } else {
@@ -713,13 +722,6 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             }
             Err(error) => return self.storage_failed(connection, error),
         }
-        let sync_message = match sync::Message::decode(&data) {
-            Ok(message) => message,
-            Err(_) => {
-                self.refuse(connection, None, ProtocolViolation::InvalidSyncMessage);
-                return;
-            }
-        };
         self.batch.touched_connections.insert(connection);
 
         if !self.documents.contains_key(&document_id) {

@@ -1009,6 +1009,35 @@ fn a_refused_join_closes_only_the_newcomer_and_revoke_closes_a_connection() {
 }
 
 #[test]
+fn a_message_that_is_not_a_sync_message_never_reaches_the_policy() {
+    let asked = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = asked.clone();
+    let mut hub = Hub::new(
+        MemoryStore::new(),
+        HubConfig::new(PeerId::from("hub"), StorageId::from("s")),
+    )
+    .with_access_policy(move |_: ConnectionId, _: &PeerId, _: &DocumentId| {
+        counter.set(counter.get() + 1);
+        true
+    });
+    let c = ConnectionId(1);
+    hub.handle_connected(c);
+    hub.handle_frame(c, &join_frame("rep", &["1"]), 0);
+    hub.finish_batch();
+    let garbage = Message::Sync(DocumentMessage {
+        sender_id: PeerId::from("rep"),
+        target_id: PeerId::from("hub"),
+        document_id: doc_id(4),
+        data: vec![0xff, 0x00, 0x13],
+    });
+    hub.handle_frame(c, &garbage.encode(), 0);
+    let effects = hub.finish_batch();
+    assert!(matches!(sends(&effects, c).as_slice(), [Message::Error(_)]));
+    // A policy that records claims would otherwise have claimed the id for garbage.
+    assert_eq!(asked.get(), 0);
+}
+
+#[test]
 fn ephemeral_messages_are_relayed_once_to_the_other_peers() {
     let mut rng = Rng(3);
     let mut net = Network::new(3, 3, 64);

@@ -225,14 +225,11 @@ fn run(mut hub: ServerHub, mut commands: mpsc::Receiver<Command>, metrics: Arc<M
                 Ok(ended) if !ended.is_empty() => {
                     for connection in ended {
                         tracing::info!(connection = connection.0, "session ended; closing");
-                        if let Some(socket) = sockets.remove(&connection) {
-                            let _ = socket.try_send(Outgoing::Close {
-                                code: SIGNED_OUT_CLOSE_CODE,
-                                reason: "signed out",
-                            });
-                        }
-                        hub.handle_disconnected(connection);
+                        hub.revoke(connection);
                     }
+                    // Nothing to commit: this only hands out the closes.
+                    let effects = hub.finish_batch();
+                    carry_out(&mut hub, &mut sockets, effects, &metrics);
                 }
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "cannot check sessions"),

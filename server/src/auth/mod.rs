@@ -206,23 +206,29 @@ pub fn check_name(name: &str, what: &str) -> Result<String> {
 
 /// Creates a team and gives it its directory document.
 pub fn create_team(connection: &mut Connection, name: &str) -> Result<Team> {
+    let tx = connection.transaction()?;
+    let team = insert_team(&tx, name)?;
+    tx.commit()?;
+    Ok(team)
+}
+
+/// [`create_team`] inside the caller's transaction.
+fn insert_team(connection: &Connection, name: &str) -> Result<Team> {
     let name = check_name(name, "the team's name")?;
     let team = Team {
         id: random_id(),
         name,
     };
     let now = now_ms() as i64;
-    let tx = connection.transaction()?;
-    tx.execute(
+    connection.execute(
         "INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)",
         params![team.id, team.name, now],
     )?;
-    tx.execute(
+    connection.execute(
         "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
          VALUES (?1, ?2, NULL, ?3)",
         params![directory_document(&team.id).to_string(), team.id, now],
     )?;
-    tx.commit()?;
     Ok(team)
 }
 
@@ -568,12 +574,9 @@ pub fn complete_setup(
     if !matches || admin_exists(connection)? {
         return Err(AuthError::LinkNotValid);
     }
-    // Check everything first: a refused form must leave nothing behind.
-    let team_name = check_name(admin.team_name, "your team's name")?;
-    check_name(admin.name, "your name")?;
-    normalize_email(admin.email)?;
-    let team = create_team(connection, &team_name)?;
+    // One transaction: a refused form (an email already taken, say) leaves nothing behind.
     let tx = connection.transaction()?;
+    let team = insert_team(&tx, admin.team_name)?;
     let user = create_user(&tx, admin.email, admin.name, admin.password_hash, true)?;
     set_membership(&tx, &user.id, &team.id, Role::Manager)?;
     tx.execute("DELETE FROM meta WHERE key = 'setup_token_sha256'", [])?;
@@ -637,24 +640,23 @@ pub fn invitation(connection: &Connection, token: &str) -> Result<Invitation> {
         .ok_or(AuthError::LinkNotValid)
 }
 
-/// Marks an invitation used and adds `user` to its team.
-pub fn use_invitation(connection: &mut Connection, token: &str, user: &User) -> Result<Team> {
-    let tx = connection.transaction()?;
-    let invitation = invitation(&tx, token)?;
+/// Marks an invitation used and adds `user` to its team. Call it inside a
+/// transaction that also holds whatever else the acceptance writes.
+pub fn use_invitation(connection: &Connection, token: &str, user: &User) -> Result<Team> {
+    let invitation = invitation(connection, token)?;
     if let Some(email) = &invitation.email
         && *email != user.email
     {
         return Err(AuthError::InvitationForAnotherEmail(email.clone()));
     }
-    let used = tx.execute(
+    let used = connection.execute(
         "UPDATE invitations SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
         params![&token_hash(token)[..], now_ms() as i64],
     )?;
     if used != 1 {
         return Err(AuthError::LinkNotValid);
     }
-    set_membership(&tx, &user.id, &invitation.team.id, invitation.role)?;
-    tx.commit()?;
+    set_membership(connection, &user.id, &invitation.team.id, invitation.role)?;
     Ok(invitation.team)
 }
 

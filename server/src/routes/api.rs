@@ -307,6 +307,20 @@ async fn start_session(
         .map_err(ApiError::from)
 }
 
+/// A new browser session for `user`: the token for the cookie, and the session.
+fn browser_session(
+    connection: &rusqlite::Connection,
+    user: &auth::User,
+) -> Result<(String, SessionInfo), AuthError> {
+    auth::create_session(
+        connection,
+        user,
+        SessionKind::Browser,
+        auth::BROWSER_SESSION_MS,
+        None,
+    )
+}
+
 async fn sign_in(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -318,6 +332,14 @@ async fn sign_in(
     Ok(signed_in(&token, info, over_tls(&state, &headers)))
 }
 
+/// `SessionInfo` plus the Bearer token, shown this once.
+#[derive(serde::Serialize)]
+struct TokenAnswer {
+    #[serde(flatten)]
+    info: SessionInfo,
+    token: String,
+}
+
 async fn create_token(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -326,9 +348,7 @@ async fn create_token(
     let user = authenticate(&state, address, &credentials).await?;
     let label = credentials.label.clone();
     let (token, info) = start_session(&state, user, SessionKind::Token, label).await?;
-    let mut body = serde_json::to_value(&info).map_err(|e| AuthError::Hashing(e.to_string()))?;
-    body["token"] = serde_json::Value::String(token);
-    Ok(Json(body).into_response())
+    Ok(Json(TokenAnswer { info, token }).into_response())
 }
 
 async fn current_session(
@@ -404,13 +424,7 @@ async fn setup(
                     team_name: &form.team_name,
                 },
             )?;
-            auth::create_session(
-                connection,
-                &user,
-                SessionKind::Browser,
-                auth::BROWSER_SESSION_MS,
-                None,
-            )
+            browser_session(connection, &user)
         })
         .await
         .ok_or_else(ApiError::unavailable)??;
@@ -483,42 +497,44 @@ async fn accept_invitation(
     {
         return Err(AuthError::InvitationForAnotherEmail(expected.clone()).into());
     }
-    let user = match existing? {
-        // An existing user joins another team by proving who they are.
+    // An existing user joins another team by proving who they are; a new one
+    // is created in the same transaction that uses the invitation, so a link
+    // used meanwhile by someone else leaves no user without a team behind.
+    enum Joiner {
+        Existing(auth::User),
+        New { password_hash: String },
+    }
+    let joiner = match existing? {
         Some(_) => {
             let credentials = Credentials {
                 email: email.clone(),
                 password: form.password.clone(),
                 label: None,
             };
-            authenticate(&state, address, &credentials).await?
+            Joiner::Existing(authenticate(&state, address, &credentials).await?)
         }
         None => {
             auth::check_name(&form.name, "your name")?;
-            let hash = hash_password(form.password.clone()).await?;
-            let name = form.name.clone();
-            state
-                .hub()
-                .db(move |store| {
-                    auth::create_user(store.connection_mut(), &email, &name, &hash, false)
-                })
-                .await
-                .ok_or_else(ApiError::unavailable)??
+            Joiner::New {
+                password_hash: hash_password(form.password.clone()).await?,
+            }
         }
     };
-    let token = form.token.clone();
+    let (token, name) = (form.token.clone(), form.name.clone());
     let (session_token, info) = state
         .hub()
         .db(move |store| {
-            let connection = store.connection_mut();
-            auth::use_invitation(connection, &token, &user)?;
-            auth::create_session(
-                connection,
-                &user,
-                SessionKind::Browser,
-                auth::BROWSER_SESSION_MS,
-                None,
-            )
+            let tx = store.connection_mut().transaction()?;
+            let user = match joiner {
+                Joiner::Existing(user) => user,
+                Joiner::New { password_hash } => {
+                    auth::create_user(&tx, &email, &name, &password_hash, false)?
+                }
+            };
+            auth::use_invitation(&tx, &token, &user)?;
+            let session = browser_session(&tx, &user)?;
+            tx.commit()?;
+            Ok::<_, AuthError>(session)
         })
         .await
         .ok_or_else(ApiError::unavailable)??;

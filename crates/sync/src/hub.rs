@@ -239,6 +239,9 @@ struct JoinedPeer {
 struct Connection {
     joined: Option<JoinedPeer>,
     open_documents: BTreeSet<DocumentId>,
+    /// What the peer's automerge advertised in its sync messages (e.g. that it understands
+    /// `SYNC_RESET`). The same for every document; kept here so it outlives an unloaded one.
+    sync_capabilities: Option<Vec<sync::Capability>>,
     /// Highest `count` seen per ephemeral session, and when.
     ephemeral_sessions: HashMap<String, (u64, u64)>,
 }
@@ -279,6 +282,26 @@ pub struct Hub<S: DocStore, A: AccessPolicy<S> = AllowAll> {
     last_storage_error: Option<String>,
     /// Counts frames, to order documents by last use.
     clock: u64,
+}
+
+/// The hub's sync state for a peer whose connection synced this document before it was
+/// unloaded. Only the shared heads were kept; the peer's own state still remembers what it sent
+/// on this connection, including changes the hub held in memory waiting for a dependency (a
+/// bloom filter false positive makes a peer send a change without its parent) and lost with
+/// the unloaded document. The peer would never send those again, and both sides would trade
+/// the same messages forever. `needs_reset` makes the hub's next message ask the peer to forget
+/// what it sent (automerge's `SYNC_RESET`, or empty heads for a peer that does not advertise
+/// it), so everything the hub asks for is sent again.
+fn resumed_sync_state(
+    persisted: Option<&[u8]>,
+    capabilities: Option<Vec<sync::Capability>>,
+) -> sync::State {
+    let mut state = persisted
+        .and_then(|bytes| sync::State::decode(bytes).ok())
+        .unwrap_or_default();
+    state.their_capabilities = capabilities;
+    state.needs_reset = true;
+    state
 }
 
 impl<S: DocStore> Hub<S, AllowAll> {
@@ -736,7 +759,11 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             // Peers that opened it before it was unloaded get their stored sync state back,
             // so changes from this message still reach them.
             let mut peers = BTreeMap::new();
-            let reopened: Vec<(ConnectionId, Option<StorageId>)> = self
+            let reopened: Vec<(
+                ConnectionId,
+                Option<StorageId>,
+                Option<Vec<sync::Capability>>,
+            )> = self
                 .connections
                 .iter()
                 .filter(|(id, state)| {
@@ -746,10 +773,11 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     (
                         *id,
                         state.joined.as_ref().and_then(|j| j.storage_id.clone()),
+                        state.sync_capabilities.clone(),
                     )
                 })
                 .collect();
-            for (other, storage_id) in reopened {
+            for (other, storage_id, capabilities) in reopened {
                 let persisted = match &storage_id {
                     Some(storage_id) => {
                         match self.store.load_sync_state(&document_id, storage_id) {
@@ -759,10 +787,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     }
                     None => None,
                 };
-                let state = persisted
-                    .as_deref()
-                    .and_then(|bytes| sync::State::decode(bytes).ok())
-                    .unwrap_or_default();
+                let state = resumed_sync_state(persisted.as_deref(), capabilities);
                 peers.insert(other, PeerSync { state, persisted });
             }
             self.documents.insert(
@@ -802,11 +827,20 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     Err(error) => return self.storage_failed(connection, error),
                 }
             }
-            // A stored state that no longer decodes only costs a full sync.
-            let state = persisted
-                .as_deref()
-                .and_then(|bytes| sync::State::decode(bytes).ok())
-                .unwrap_or_default();
+            let connection_state = &self.connections[&connection];
+            let state = if connection_state.open_documents.contains(&document_id) {
+                // Synced on this connection before the document was unloaded.
+                resumed_sync_state(
+                    persisted.as_deref(),
+                    connection_state.sync_capabilities.clone(),
+                )
+            } else {
+                // A stored state that no longer decodes only costs a full sync.
+                persisted
+                    .as_deref()
+                    .and_then(|bytes| sync::State::decode(bytes).ok())
+                    .unwrap_or_default()
+            };
             if let Some(loaded) = self.documents.get_mut(&document_id) {
                 loaded
                     .peers
@@ -835,12 +869,25 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     if let Some(loaded) = self.documents.get_mut(&document_id) {
                         loaded.doc = doc;
                         loaded.stored_chunks = stored_chunks;
+                        // Changes other peers sent that were waiting for a dependency went
+                        // with the old document: make them send again.
+                        for other in loaded.peers.values_mut() {
+                            other.state.needs_reset = true;
+                        }
                     }
                 }
                 Err(error) => self.storage_failed(connection, error),
             }
             self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
             return;
+        }
+        if peer.state.their_capabilities.is_some()
+            && let Some(state) = self.connections.get_mut(&connection)
+            && state.sync_capabilities != peer.state.their_capabilities
+        {
+            state
+                .sync_capabilities
+                .clone_from(&peer.state.their_capabilities);
         }
         let after = loaded.doc.get_heads();
         let changed = after != before;

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sha2::{Digest, Sha256};
+
 /// The URL scheme automerge-repo uses for document links.
 pub const URL_PREFIX: &str = "automerge:";
 
@@ -39,13 +41,17 @@ impl DocumentId {
     /// Parses the base58check text form, e.g. `3CdZN7os5Eb6CAKjiEe4bfmsszZf`.
     pub fn parse(text: &str) -> Result<Self, DocumentIdError> {
         let bytes = bs58::decode(text)
-            .with_check(None)
             .into_vec()
             .map_err(|_| DocumentIdError::NotBase58Check)?;
-        let array: [u8; 16] = bytes
-            .as_slice()
+        let Some((payload, check)) = bytes.split_last_chunk::<CHECKSUM_LEN>() else {
+            return Err(DocumentIdError::NotBase58Check);
+        };
+        if *check != checksum(payload) {
+            return Err(DocumentIdError::NotBase58Check);
+        }
+        let array: [u8; 16] = payload
             .try_into()
-            .map_err(|_| DocumentIdError::WrongLength(bytes.len()))?;
+            .map_err(|_| DocumentIdError::WrongLength(payload.len()))?;
         Ok(Self(array))
     }
 
@@ -65,8 +71,20 @@ impl DocumentId {
 
 impl fmt::Display for DocumentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&bs58::encode(self.0).with_check().into_string())
+        let mut checked = [0; 16 + CHECKSUM_LEN];
+        checked[..16].copy_from_slice(&self.0);
+        checked[16..].copy_from_slice(&checksum(&self.0));
+        f.write_str(&bs58::encode(checked).into_string())
     }
+}
+
+/// base58check's checksum: the first four bytes of SHA-256 applied twice. Written here rather
+/// than taken from bs58's `check` feature, which links a second SHA-256 crate into the web app.
+const CHECKSUM_LEN: usize = 4;
+
+fn checksum(payload: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let twice = Sha256::digest(Sha256::digest(payload));
+    [twice[0], twice[1], twice[2], twice[3]]
 }
 
 impl fmt::Debug for DocumentId {
@@ -111,7 +129,8 @@ mod tests {
             DocumentId::parse("3CdZN7os5Eb6CAKjiEe4bfmsszZg"),
             Err(DocumentIdError::NotBase58Check)
         );
-        let short = bs58::encode([1u8; 8]).with_check().into_string();
+        let short =
+            bs58::encode([[1u8; 8].as_slice(), &checksum(&[1u8; 8])].concat()).into_string();
         assert_eq!(
             DocumentId::parse(&short),
             Err(DocumentIdError::WrongLength(8))

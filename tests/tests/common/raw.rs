@@ -35,9 +35,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A fresh document id: 16 random bytes, base58check (as automerge-repo makes them).
 pub fn new_doc_id() -> String {
-    bs58::encode(random_bytes::<16>())
-        .with_check()
-        .into_string()
+    use sha2::{Digest, Sha256};
+    let mut checked = random_bytes::<16>().to_vec();
+    let checksum = Sha256::digest(Sha256::digest(&checked));
+    checked.extend_from_slice(&checksum[..4]);
+    bs58::encode(checked).into_string()
 }
 
 pub fn new_peer_id(prefix: &str) -> String {

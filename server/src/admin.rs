@@ -112,6 +112,18 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             auth::set_membership(connection, &user.id, &team.id, role)?;
             eprintln!("{} is now {} of {}", user.email, role.as_str(), team.name);
         }
+        AdminCommand::User(UserCommand::RemoveFromTeam { email, team }) => {
+            let team = auth::find_team(connection, &team)?;
+            let (user, _) = auth::user_by_email(connection, &email)?
+                .ok_or_else(|| auth::AuthError::NoSuchUser(email.clone()))?;
+            if !auth::remove_membership(connection, &user.id, &team.id)? {
+                anyhow::bail!("{} is not in {}; nothing changed", user.email, team.name);
+            }
+            eprintln!(
+                "{} is no longer in {}; their open connections to it close within seconds",
+                user.email, team.name
+            );
+        }
         AdminCommand::User(UserCommand::ResetPassword {
             email,
             password_stdin,

@@ -116,6 +116,14 @@ pub enum UserCommand {
         #[arg(long, value_enum, default_value_t = Role::Rep)]
         role: Role,
     },
+    /// Take a user out of a team: their open connections to it close within seconds and its
+    /// documents are refused to them from then on. Their other teams are untouched.
+    RemoveFromTeam {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        team: String,
+    },
     /// Set a new password and sign the user out everywhere. Prints the password when generated.
     ResetPassword {
         #[arg(long)]

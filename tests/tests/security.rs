@@ -553,6 +553,57 @@ async fn a_revoked_token_is_refused_and_its_open_connection_closed() {
 }
 
 #[tokio::test]
+async fn a_user_taken_out_of_a_team_loses_it_at_once_and_keeps_the_other() {
+    let two = Two::new().await;
+    let mia = two
+        .admin
+        .user("mia@both.example", "Mia Both", "South", "rep");
+    two.admin.add_to_team(&mia.email, &two.north.id, "rep");
+    let mut on_north = Peer::join(&two.ep(&mia).team(&two.north.id), &new_peer_id("mia-n")).await;
+    let (r, _, _) = on_north
+        .pull(&two.north_doc_id, None)
+        .await
+        .expect("before: mia reads North's document");
+    assert_eq!(r, Synced::Done);
+
+    let out = two.admin.remove_from_team(&mia.email, &two.north.id);
+    assert_eq!(out.status, 0, "remove-from-team: {}", out.stderr);
+    expect_signed_out(&mut on_north, "mia's open connection to North").await;
+    expect_refused(
+        &two.ep(&mia).team(&two.north.id),
+        403,
+        "?team=North after removal",
+    )
+    .await;
+    assert_unavailable(
+        &two.ep(&mia).team(&two.south.id),
+        &two.north_doc_id,
+        "North's document through mia's South connection",
+    )
+    .await;
+    two.assert_north_doc_unchanged("after mia left North").await;
+
+    // South still works for her
+    let mut on_south = Peer::join(&two.ep(&mia).team(&two.south.id), &new_peer_id("mia-s")).await;
+    let id = new_doc_id();
+    let mut doc = common::account_doc(5, 2);
+    on_south
+        .push(&id, &mut doc, &mut sync::State::new())
+        .await
+        .expect("mia still pushes on South");
+    assert_doc_exactly(&two.ep(&two.sam), &id, &doc, "South pulls mia's document").await;
+
+    // Removing again changes nothing and says so
+    let again = two.admin.remove_from_team(&mia.email, &two.north.id);
+    assert_ne!(again.status, 0, "removing twice must fail");
+    assert!(
+        again.stderr.contains("is not in"),
+        "plain words: {:?}",
+        again.stderr
+    );
+}
+
+#[tokio::test]
 async fn a_disabled_user_is_refused_everywhere_and_disconnected() {
     let two = Two::new().await;
     let mut live = Peer::join(&two.ep(&two.ana), &new_peer_id("ana")).await;

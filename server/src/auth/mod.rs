@@ -370,6 +370,16 @@ pub fn set_membership(
     Ok(())
 }
 
+/// Takes a user out of a team; false when they were not in it. Sessions read memberships on
+/// every check, so open sockets to the team close at the hub's next revalidation.
+pub fn remove_membership(connection: &Connection, user_id: &str, team_id: &str) -> Result<bool> {
+    let removed = connection.execute(
+        "DELETE FROM memberships WHERE user_id = ?1 AND team_id = ?2",
+        params![user_id, team_id],
+    )?;
+    Ok(removed > 0)
+}
+
 pub fn memberships(connection: &Connection, user_id: &str) -> Result<Vec<Membership>> {
     let mut statement = connection.prepare_cached(
         "SELECT t.id, t.name, m.role FROM memberships m JOIN teams t ON t.id = m.team_id

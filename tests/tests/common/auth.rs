@@ -173,6 +173,14 @@ impl Admin {
         );
     }
 
+    /// `user remove-from-team --email E --team T`.
+    pub fn remove_from_team(&self, email: &str, team: &str) -> AdminOutput {
+        self.run(
+            &["user", "remove-from-team", "--email", email, "--team", team],
+            None,
+        )
+    }
+
     /// `token create --email E [--days N]`: the Bearer token, the only thing printed on stdout.
     pub fn token_create(&self, email: &str, days: Option<i64>) -> String {
         let days = days.map(|d| d.to_string());

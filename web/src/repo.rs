@@ -25,7 +25,7 @@ use fieldnotes_model::{
     TeamId, hydrate_account, hydrate_directory,
 };
 
-use crate::idb::{Idb, StorageError, WriteOp};
+use crate::idb::{Idb, StorageError, StoredDocument, WriteOp};
 use crate::platform::now_millis;
 
 /// After this many incremental chunks a document is rewritten as one compact snapshot.
@@ -378,6 +378,71 @@ impl Repo {
         if let Some(listener) = &self.listener {
             listener(event);
         }
+    }
+
+    /// Brings in the accounts of the database this app kept before sign-in existed, so notes
+    /// typed offline before the upgrade are kept and then synced to this team. The old team
+    /// directory is not taken over: each account is listed in this team's directory instead.
+    /// An account already here is merged. Everything is written to disk before this returns
+    /// (if the write fails the changes stay queued, and the caller keeps the old database).
+    /// Returns how many accounts came in.
+    pub async fn import_legacy(
+        &mut self,
+        documents: Vec<StoredDocument>,
+    ) -> Result<usize, StorageError> {
+        let mut imported = 0;
+        for (id, chunks) in documents {
+            let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
+            let Ok(doc) = AccountDoc::load(self.editor.clone(), &bytes) else {
+                continue;
+            };
+            let mut incoming = doc.into_automerge();
+            let Ok(account) = hydrate_account(&incoming) else {
+                continue; // The old directory, or a document this version cannot read.
+            };
+            match self.documents.get_mut(&id) {
+                Some(existing) => {
+                    existing
+                        .merge(&mut incoming)
+                        .map_err(|e| StorageError::Failed(e.to_string()))?;
+                }
+                None => {
+                    self.documents.insert(id.clone(), incoming);
+                }
+            }
+            self.dirty.insert(id.clone());
+            self.changed_locally.insert(id.clone());
+            self.rehydrate(&id);
+            let summary = AccountSummary {
+                name: account.name.clone(),
+                created_at: account.created_at,
+                archived: account.archived,
+            };
+            self.edit_directory(|directory, now| {
+                if hydrate_directory(directory.automerge())?
+                    .accounts
+                    .contains_key(&account.id)
+                {
+                    return Ok(());
+                }
+                directory.add_account(&account.id, &summary, now)
+            })
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
+            imported += 1;
+        }
+        if imported == 0 {
+            return Ok(0);
+        }
+        self.queue_dirty();
+        let ops = std::mem::take(&mut self.queue);
+        if let Err(error) = self.idb.write(&ops).await {
+            self.queue.splice(0..0, ops);
+            return Err(error);
+        }
+        self.queued_changes = 0;
+        self.save_state.unsaved_changes = 0;
+        self.emit_documents_changed();
+        Ok(imported)
     }
 
     /// Moves every dirty document's new changes into the write queue.

@@ -40,6 +40,37 @@ impl PartialEq for Services {
     }
 }
 
+/// The one database the app kept before sign-in existed.
+const LEGACY_DATABASE: &str = "fieldnotes";
+
+/// Notes typed offline before the upgrade to sign-in could not sync any more (the server began
+/// asking who is there), so they may exist only in the old database: the first sign-in on this
+/// phone takes its accounts into the signed-in team, then deletes it. If anything fails, the old
+/// database stays and the next start tries again.
+async fn import_legacy_database(repo: &mut Repo) {
+    if !crate::idb::database_names()
+        .await
+        .iter()
+        .any(|name| name == LEGACY_DATABASE)
+    {
+        return;
+    }
+    let Ok(legacy) = Idb::open(LEGACY_DATABASE).await else {
+        return;
+    };
+    let documents = legacy.all_documents().await;
+    legacy.close();
+    let Ok(documents) = documents else {
+        return;
+    };
+    if repo.import_legacy(documents).await.is_ok() {
+        // Not awaited: an old tab still holding it open must not hold up the start.
+        wasm_bindgen_futures::spawn_local(async {
+            let _ = crate::idb::delete_database(LEGACY_DATABASE, || {}).await;
+        });
+    }
+}
+
 /// Loads this device's documents and starts saving and syncing.
 pub async fn start(
     idb: Idb,
@@ -49,7 +80,8 @@ pub async fn start(
     let editor = fieldnotes_model::Editor::new(identity.user.clone(), &random_bytes::<16>())
         .map_err(|e| StorageError::Failed(e.to_string()))?;
     let directory = directory_id(&identity.team);
-    let repo = Repo::open(idb.clone(), editor, identity.team.clone(), directory).await?;
+    let mut repo = Repo::open(idb.clone(), editor, identity.team.clone(), directory).await?;
+    import_legacy_database(&mut repo).await;
     let repo: SharedRepo = Rc::new(std::cell::RefCell::new(repo));
     {
         let dispatch = dispatch.clone();

@@ -21,9 +21,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, Automerge};
 use fieldnotes_sync::DocumentId;
-use fieldnotes_sync::client::{Client, ClientConfig, ClientEvent, ConnectionState, DocumentSet};
+use fieldnotes_sync::client::{
+    Client, ClientConfig, ClientEvent, ConnectionState, DocumentSet, SyncTarget,
+};
 use fieldnotes_sync::protocol::{PeerId, StorageId};
 use gloo_timers::callback::Timeout;
 use js_sys::{ArrayBuffer, Uint8Array};
@@ -33,7 +35,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
 
 use crate::api::{self, ApiError};
-use crate::idb::Idb;
+use crate::idb::{Idb, StorageError};
 use crate::platform::{now_millis, online, random_bytes, sync_url};
 use crate::repo::{Repo, SharedRepo, flush};
 use crate::state::{Action, SyncPhase, SyncStatus};
@@ -656,6 +658,34 @@ impl Inner {
             last_synced_millis: self.last_synced_millis,
         }));
     }
+}
+
+/// Changes kept in one of the user's other databases (a team not open now) that the server has
+/// not acknowledged, as far as the sync states saved there tell: a document with no saved state
+/// counts whole. Sign-out adds these to the open team's, since it deletes every team's data.
+pub async fn stored_pending_changes(database: &str) -> Result<usize, StorageError> {
+    let idb = Idb::open(database).await?;
+    let documents = idb.all_documents().await;
+    let states = idb.meta(SYNC_STATES_KEY).await;
+    idb.close();
+    let saved = states?
+        .and_then(|bytes| SavedStates::decode(&bytes))
+        .unwrap_or_default();
+    let mut pending = 0;
+    for (id, chunks) in documents? {
+        let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
+        let Ok(mut doc) = Automerge::load(&bytes) else {
+            continue;
+        };
+        let acknowledged = saved
+            .states
+            .get(&id)
+            .and_then(|state| automerge::sync::State::decode(state).ok())
+            .map(|state| state.shared_heads)
+            .unwrap_or_default();
+        pending += doc.count_changes_not_covered_by(&acknowledged);
+    }
+    Ok(pending)
 }
 
 /// The sync states saved on the device: which server they belong to, when the last full sync

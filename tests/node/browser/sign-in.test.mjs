@@ -327,6 +327,44 @@ test("a rep in two teams switches between them, each with its own accounts", asy
   await phone.waitForSyncStatus(/^All synced/)
 })
 
+test("sign-out warns about changes waiting in a team that is not open", async () => {
+  const { server } = await startTeamServer()
+  const south = await createTeamWithUsers(server.dataDir, { team: "South", users: [] })
+  await addToTeam(server.dataDir, { email: ANN.email, team: south.teamId, role: "rep" })
+  const phone = new Device("sign-out-two-teams")
+  after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  const page = await phone.open(server.url)
+  await phone.signIn(ANN)
+  await phone.waitForServiceWorker()
+  await phone.waitForSyncStatus(/^All synced/)
+
+  // North, with no signal: an account that has not reached the server.
+  await phone.setOffline(true)
+  await phone.createAccount({ name: "Offline North Co" })
+  await phone.waitForSaved()
+  // Then South, back online: the open team has nothing waiting.
+  await page.evaluate(() => { location.hash = "/team" })
+  await page.getByLabel("Team", { exact: true }).selectOption({ label: "South" })
+  await phone.goToList()
+  await page.getByText("No accounts yet.").waitFor()
+  await phone.setOffline(false)
+  await phone.waitForSyncStatus(/^All synced/)
+
+  // Signing out deletes North's data too: the warning counts its waiting changes.
+  await page.evaluate(() => { location.hash = "/team" })
+  await page.getByRole("button", { name: "Sign out", exact: true }).click()
+  const warning = page.getByRole("alert").filter({ hasText: /have not reached the server yet/ })
+  await warning.waitFor()
+  assert.match(await warning.innerText(), /^\d+ changes? on this phone (have|has) not reached the server yet/)
+  await page.getByRole("button", { name: "Stay signed in" }).click()
+
+  // Kept: back in North, it syncs.
+  await page.getByLabel("Team", { exact: true }).selectOption({ label: "North" })
+  await phone.goToList()
+  await page.getByTestId("account-list").getByText("Offline North Co").waitFor()
+  await phone.waitForSyncStatus(/^All synced/)
+})
+
 test("a wrong password, too many attempts and no network are each said in plain words", async () => {
   const { server } = await startTeamServer()
   const phone = new Device("sign-in-errors")

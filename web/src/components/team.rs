@@ -11,6 +11,7 @@ use crate::components::app::{AppContext, use_app};
 use crate::components::fields::date;
 use crate::platform::now_millis;
 use crate::state::Route;
+use crate::{idb, session, sync};
 
 #[function_component(TeamScreen)]
 pub fn team_screen() -> Html {
@@ -67,6 +68,19 @@ pub fn team_screen() -> Html {
     }
 }
 
+/// Unacknowledged changes in the user's databases of the teams not open now. A database that
+/// cannot be read counts as one, so sign-out still warns rather than deleting it silently.
+async fn pending_in_other_teams(user_id: &str, open_database: &str) -> usize {
+    let prefix = session::database_prefix(user_id);
+    let mut pending = 0;
+    for name in idb::database_names().await {
+        if name.starts_with(&prefix) && name != open_database {
+            pending += sync::stored_pending_changes(&name).await.unwrap_or(1);
+        }
+    }
+    pending
+}
+
 /// Who is signed in, which team is shown, and sign-out (with a warning when changes have not
 /// reached the server: signing out deletes this user's data from the device).
 fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) -> Html {
@@ -77,13 +91,21 @@ fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) 
             app.services.clone(),
             app.sign_out.clone(),
         );
+        let (user_id, open_database) = (session.info.user_id.clone(), session.database_name());
         Callback::from(move |_| {
-            let pending = services.sync.pending_changes();
-            if pending == 0 || *confirming == Some(pending) {
-                sign_out.emit(());
-            } else {
-                confirming.set(Some(pending));
-            }
+            let (confirming, services, sign_out) =
+                (confirming.clone(), services.clone(), sign_out.clone());
+            let (user_id, open_database) = (user_id.clone(), open_database.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                // Sign-out deletes every team's data on this phone, not just the open one's.
+                let pending = services.sync.pending_changes()
+                    + pending_in_other_teams(&user_id, &open_database).await;
+                if pending == 0 || *confirming == Some(pending) {
+                    sign_out.emit(());
+                } else {
+                    confirming.set(Some(pending));
+                }
+            });
         })
     };
     let cancel = {

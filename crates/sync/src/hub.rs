@@ -284,21 +284,27 @@ pub struct Hub<S: DocStore, A: AccessPolicy<S> = AllowAll> {
     clock: u64,
 }
 
-/// The hub's sync state for a peer whose connection synced this document before it was
-/// unloaded. Only the shared heads were kept; the peer's own state still remembers what it sent
-/// on this connection, including changes the hub held in memory waiting for a dependency (a
-/// bloom filter false positive makes a peer send a change without its parent) and lost with
-/// the unloaded document. The peer would never send those again, and both sides would trade
-/// the same messages forever. `needs_reset` makes the hub's next message ask the peer to forget
-/// what it sent (automerge's `SYNC_RESET`, or empty heads for a peer that does not advertise
-/// it), so everything the hub asks for is sent again.
+/// A peer's sync state as the store kept it: only the shared heads. A stored state that no
+/// longer decodes only costs a full sync.
+fn stored_sync_state(persisted: Option<&[u8]>) -> sync::State {
+    persisted
+        .and_then(|bytes| sync::State::decode(bytes).ok())
+        .unwrap_or_default()
+}
+
+/// [`stored_sync_state`] for a peer whose connection synced this document before it was
+/// unloaded. The peer's own state still remembers what it sent on this connection, including
+/// changes the hub held in memory waiting for a dependency (a bloom filter false positive makes
+/// a peer send a change without its parent) and lost with the unloaded document. The peer would
+/// never send those again, and both sides would trade the same messages forever. `needs_reset`
+/// makes the hub's next message ask the peer to forget what it sent (automerge's `SYNC_RESET`,
+/// or empty heads for a peer that does not advertise it), so everything the hub asks for is
+/// sent again.
 fn resumed_sync_state(
     persisted: Option<&[u8]>,
     capabilities: Option<Vec<sync::Capability>>,
 ) -> sync::State {
-    let mut state = persisted
-        .and_then(|bytes| sync::State::decode(bytes).ok())
-        .unwrap_or_default();
+    let mut state = stored_sync_state(persisted);
     state.their_capabilities = capabilities;
     state.needs_reset = true;
     state
@@ -835,11 +841,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     connection_state.sync_capabilities.clone(),
                 )
             } else {
-                // A stored state that no longer decodes only costs a full sync.
-                persisted
-                    .as_deref()
-                    .and_then(|bytes| sync::State::decode(bytes).ok())
-                    .unwrap_or_default()
+                stored_sync_state(persisted.as_deref())
             };
             if let Some(loaded) = self.documents.get_mut(&document_id) {
                 loaded

@@ -73,6 +73,11 @@ impl StorageError {
 /// A stored document: its id and its chunks `(sequence, bytes)` in sequence order.
 pub type StoredDocument = (String, Vec<(u32, Vec<u8>)>);
 
+/// A stored document's chunks as one byte string, which `Automerge::load` reads whole.
+pub fn document_bytes(chunks: Vec<(u32, Vec<u8>)>) -> Vec<u8> {
+    chunks.into_iter().flat_map(|(_, bytes)| bytes).collect()
+}
+
 /// One write inside a transaction.
 #[derive(Debug, Clone)]
 pub enum WriteOp {

@@ -25,7 +25,7 @@ use fieldnotes_model::{
     TeamId, hydrate_account, hydrate_directory,
 };
 
-use crate::idb::{Idb, StorageError, StoredDocument, WriteOp};
+use crate::idb::{Idb, StorageError, StoredDocument, WriteOp, document_bytes};
 use crate::platform::now_millis;
 
 /// After this many incremental chunks a document is rewritten as one compact snapshot.
@@ -111,7 +111,7 @@ impl Repo {
         };
         for (id, chunks) in idb.all_documents().await? {
             let next = chunks.last().map(|(sequence, _)| sequence + 1).unwrap_or(0);
-            let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
+            let bytes = document_bytes(chunks);
             match AccountDoc::load(repo.editor.clone(), &bytes) {
                 Ok(doc) => {
                     let mut doc = doc.into_automerge();
@@ -385,14 +385,23 @@ impl Repo {
     /// directory is not taken over: each account is listed in this team's directory instead.
     /// An account already here is merged. Everything is written to disk before this returns
     /// (if the write fails the changes stay queued, and the caller keeps the old database).
-    /// Returns how many accounts came in.
+    /// Returns how many accounts came in. Runs before anyone listens: the caller shows the
+    /// accounts afterwards.
     pub async fn import_legacy(
         &mut self,
         documents: Vec<StoredDocument>,
     ) -> Result<usize, StorageError> {
+        // Which accounts the team directory lists already, read once (it can list hundreds).
+        // Each stored document is one account, so none is added twice below.
+        let listed = self
+            .documents
+            .get(&self.directory_id)
+            .and_then(|directory| hydrate_directory(directory).ok())
+            .map(|directory| directory.accounts)
+            .unwrap_or_default();
         let mut imported = 0;
         for (id, chunks) in documents {
-            let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
+            let bytes = document_bytes(chunks);
             let Ok(doc) = AccountDoc::load(self.editor.clone(), &bytes) else {
                 continue;
             };
@@ -413,21 +422,17 @@ impl Repo {
             self.dirty.insert(id.clone());
             self.changed_locally.insert(id.clone());
             self.rehydrate(&id);
-            let summary = AccountSummary {
-                name: account.name.clone(),
-                created_at: account.created_at,
-                archived: account.archived,
-            };
-            self.edit_directory(|directory, now| {
-                if hydrate_directory(directory.automerge())?
-                    .accounts
-                    .contains_key(&account.id)
-                {
-                    return Ok(());
-                }
-                directory.add_account(&account.id, &summary, now)
-            })
-            .map_err(|e| StorageError::Failed(e.to_string()))?;
+            if !listed.contains_key(&account.id) {
+                let summary = AccountSummary {
+                    name: account.name,
+                    created_at: account.created_at,
+                    archived: account.archived,
+                };
+                self.edit_directory(|directory, now| {
+                    directory.add_account(&account.id, &summary, now)
+                })
+                .map_err(|e| StorageError::Failed(e.to_string()))?;
+            }
             imported += 1;
         }
         if imported == 0 {
@@ -441,7 +446,6 @@ impl Repo {
         }
         self.queued_changes = 0;
         self.save_state.unsaved_changes = 0;
-        self.emit_documents_changed();
         Ok(imported)
     }
 

@@ -35,7 +35,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
 
 use crate::api::{self, ApiError};
-use crate::idb::{Idb, StorageError};
+use crate::idb::{Idb, StorageError, document_bytes};
 use crate::platform::{now_millis, online, random_bytes, sync_url};
 use crate::repo::{Repo, SharedRepo, flush};
 use crate::state::{Action, SyncPhase, SyncStatus};
@@ -673,7 +673,7 @@ pub async fn stored_pending_changes(database: &str) -> Result<usize, StorageErro
         .unwrap_or_default();
     let mut pending = 0;
     for (id, chunks) in documents? {
-        let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
+        let bytes = document_bytes(chunks);
         let Ok(mut doc) = Automerge::load(&bytes) else {
             continue;
         };

@@ -117,7 +117,11 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let (user, _) = auth::user_by_email(connection, &email)?
                 .ok_or_else(|| auth::AuthError::NoSuchUser(email.clone()))?;
             if !auth::remove_membership(connection, &user.id, &team.id)? {
-                anyhow::bail!("{} is not in {}; nothing changed", user.email, team.name);
+                anyhow::bail!(
+                    "{} is not in {}; nothing changed (`fieldnotes admin user list` shows their teams)",
+                    user.email,
+                    team.name
+                );
             }
             eprintln!(
                 "{} is no longer in {}; their open connections to it close within seconds",

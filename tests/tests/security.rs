@@ -90,6 +90,16 @@ impl Two {
         self.server.sync_as(&user.token)
     }
 
+    /// Mia: in South, and in North with `north_role`.
+    fn mia_in_both_teams(&self, north_role: &str) -> User {
+        let mia = self
+            .admin
+            .user("mia@both.example", "Mia Both", "South", "rep");
+        self.admin
+            .add_to_team(&mia.email, &self.north.id, north_role);
+        mia
+    }
+
     fn port(&self) -> u16 {
         self.server.port
     }
@@ -363,10 +373,7 @@ async fn a_document_created_offline_is_claimed_by_the_syncing_users_team_on_firs
 #[tokio::test]
 async fn a_user_in_two_teams_claims_new_documents_for_the_connections_team() {
     let two = Two::new().await;
-    let mia = two
-        .admin
-        .user("mia@both.example", "Mia Both", "South", "rep");
-    two.admin.add_to_team(&mia.email, &two.north.id, "manager");
+    let mia = two.mia_in_both_teams("manager");
 
     // ?team=South: a new document belongs to South
     let mut on_south = Peer::join(&two.ep(&mia).team(&two.south.id), &new_peer_id("mia-s")).await;
@@ -555,10 +562,7 @@ async fn a_revoked_token_is_refused_and_its_open_connection_closed() {
 #[tokio::test]
 async fn a_user_taken_out_of_a_team_loses_it_at_once_and_keeps_the_other() {
     let two = Two::new().await;
-    let mia = two
-        .admin
-        .user("mia@both.example", "Mia Both", "South", "rep");
-    two.admin.add_to_team(&mia.email, &two.north.id, "rep");
+    let mia = two.mia_in_both_teams("rep");
     let mut on_north = Peer::join(&two.ep(&mia).team(&two.north.id), &new_peer_id("mia-n")).await;
     let (r, _, _) = on_north
         .pull(&two.north_doc_id, None)

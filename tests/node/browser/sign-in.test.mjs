@@ -293,12 +293,18 @@ test("an invitation link lets a new rep join; the team's accounts arrive with pr
   assert.equal(again, 404)
 })
 
-test("a rep in two teams switches between them, each with its own accounts", async () => {
+/** A server with North (Ann and Bob) and South (Ann too), and a phone for Ann. */
+async function annInNorthAndSouth(deviceName) {
   const { server } = await startTeamServer()
   const south = await createTeamWithUsers(server.dataDir, { team: "South", users: [] })
   await addToTeam(server.dataDir, { email: ANN.email, team: south.teamId, role: "rep" })
-  const phone = new Device("two-teams")
+  const phone = new Device(deviceName)
   after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  return { server, phone }
+}
+
+test("a rep in two teams switches between them, each with its own accounts", async () => {
+  const { server, phone } = await annInNorthAndSouth("two-teams")
   const page = await phone.open(server.url)
   await phone.signIn(ANN)
   await phone.createAccount({ name: "North Only Ltd" })
@@ -328,11 +334,7 @@ test("a rep in two teams switches between them, each with its own accounts", asy
 })
 
 test("sign-out warns about changes waiting in a team that is not open", async () => {
-  const { server } = await startTeamServer()
-  const south = await createTeamWithUsers(server.dataDir, { team: "South", users: [] })
-  await addToTeam(server.dataDir, { email: ANN.email, team: south.teamId, role: "rep" })
-  const phone = new Device("sign-out-two-teams")
-  after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  const { server, phone } = await annInNorthAndSouth("sign-out-two-teams")
   const page = await phone.open(server.url)
   await phone.signIn(ANN)
   await phone.waitForServiceWorker()

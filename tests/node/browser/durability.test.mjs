@@ -172,3 +172,32 @@ test("an account damaged on disk comes back from the server and is stored clean"
   await page.getByTestId("account-list").getByText("Kestrel Kitchens").waitFor()
   assert.equal(await page.getByText("could not be opened").count(), 0)
 })
+
+test("an internal error stops the app in plain words, and a reload brings back what was saved", async () => {
+  const { server } = await startTeamServer()
+  const phone = new Device("stopped")
+  after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  const page = await phone.open(server.url)
+  await phone.signIn(ANN)
+  await phone.createAccount({ name: "Larch Logistics" })
+  await phone.waitForSaved()
+  assert.equal(await page.locator("#stopped").count(), 0)
+
+  // A real trap inside the app's WebAssembly, raised from a timer as an event handler's would be:
+  // an allocation no layout allows aborts the module (the release build turns every panic into
+  // the same trap).
+  await page.evaluate(async () => {
+    const app = await import(document.querySelector("link[rel=modulepreload]").href)
+    const exports = await app.default()
+    setTimeout(() => exports.__wbindgen_malloc(0xfffffff0, 3))
+  })
+  const notice = page.getByRole("alert").filter({ hasText: "Fieldnotes stopped because of an error in the app" })
+  await notice.waitFor()
+  assert.match(await notice.innerText(), /Everything shown as saved is kept on this phone\. Reload to carry on/)
+  assert.ok(phone.errors.some(e => /RuntimeError|unreachable/.test(e)), `no trap was reported: ${phone.errors}`)
+
+  await notice.getByRole("button", { name: "Reload" }).click()
+  await phone.goToList()
+  await page.getByTestId("account-list").getByText("Larch Logistics").waitFor()
+  assert.equal(await page.locator("#stopped").count(), 0)
+})

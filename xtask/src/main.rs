@@ -67,7 +67,8 @@ tasks:
   web [--dev] [--no-opt]
                  build the web app into dist/ and print its size budget
   setup [--browser]
-                 install the rust wasm target and npm build tools (and chromium and test tools)";
+                 install the rust wasm target, the standard library's source and npm build tools
+                 (and chromium and test tools)";
 
 fn run(flags: &[String]) -> Result<()> {
     setup::rust_targets()?;

@@ -10,19 +10,27 @@ use crate::{on_path, project_root, run_command};
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// The Rust target the web app compiles to.
+/// The Rust target the web app compiles to, and the standard library's source, which the web
+/// app's release build recompiles for size (see `web::size_build`).
 pub fn rust_targets() -> Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .context("rustup is needed to add the wasm32 target")?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|line| line.trim() == WASM_TARGET)
-    {
-        return Ok(());
+    if !rustup_lists(&["target", "list", "--installed"], WASM_TARGET)? {
+        run_command(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
     }
-    run_command(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+    if !rustup_lists(&["component", "list", "--installed"], "rust-src")? {
+        run_command(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    }
+    Ok(())
+}
+
+/// Whether a `rustup … list --installed` names `item`.
+fn rustup_lists(args: &[&str], item: &str) -> Result<bool> {
+    let installed = Command::new("rustup")
+        .args(args)
+        .output()
+        .context("rustup is needed to add the wasm32 target and the standard library's source")?;
+    Ok(String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == item))
 }
 
 /// The npm build tools of the web app (binaryen's wasm-opt).

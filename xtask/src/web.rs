@@ -46,6 +46,32 @@ impl Report {
     }
 }
 
+/// The options of the release build that are about size alone.
+///
+/// - The standard library is recompiled with the app (`rust-src`, added by `cargo xtask setup`),
+///   optimised for size, and a panic traps at once instead of linking the machinery that formats
+///   its message: wasm32 has nowhere to print one. A panic was already fatal (`panic = "abort"`);
+///   `index.html` catches the trap and tells the rep what to do. About 47 KB of the first load.
+/// - Derived `Debug` prints the type or variant name without the fields. No screen shows
+///   `Debug` output of our own types; the wire formats and stored data never use it. About 10 KB.
+///
+/// These options are unstable on the machine's stable toolchain; `RUSTC_BOOTSTRAP` unlocks them
+/// for this one build. Tests run the same build, so a change in their meaning shows up there.
+fn size_build(compile: &mut Command) {
+    const RUSTFLAGS: [&str; 3] = [
+        "-Zunstable-options",
+        "-Cpanic=immediate-abort",
+        "-Zfmt-debug=shallow",
+    ];
+    compile
+        .args([
+            "-Zbuild-std=std,panic_abort",
+            "-Zbuild-std-features=optimize_for_size",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_ENCODED_RUSTFLAGS", RUSTFLAGS.join("\x1f"));
+}
+
 pub fn build(options: &Options) -> Result<Report> {
     let root = project_root();
     let profile = if options.release {
@@ -53,7 +79,8 @@ pub fn build(options: &Options) -> Result<Report> {
     } else {
         "dev"
     };
-    run_command(Command::new(cargo()).current_dir(&root).args([
+    let mut compile = Command::new(cargo());
+    compile.current_dir(&root).args([
         "build",
         "-p",
         "fieldnotes-web",
@@ -62,7 +89,11 @@ pub fn build(options: &Options) -> Result<Report> {
         WASM_TARGET,
         "--profile",
         profile,
-    ]))?;
+    ]);
+    if options.release {
+        size_build(&mut compile);
+    }
+    run_command(&mut compile)?;
     let profile_dir = if profile == "dev" { "debug" } else { profile };
     let wasm_in = root
         .join("target")

@@ -20,12 +20,11 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, Value};
-use autosurgeon::{Hydrate, HydrateError, Prop, Reconcile, Text, reconcile_prop};
+use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, Value};
 
 use crate::document::{
-    Editor, SCHEMA_VERSION, any_true, check_header, edit, ensure_map, get_map, hydrate_text,
-    load_doc, new_doc, update_text_at,
+    Editor, MapReader, SCHEMA_VERSION, any_true, check_header, edit, ensure_map, get_map, load_doc,
+    new_doc, update_text_at,
 };
 use crate::driver::{DriverKey, Strength};
 use crate::error::ModelError;
@@ -33,32 +32,21 @@ use crate::ids::{AccountId, ContactId, FollowUpId, GoalId, NoteId, TeamId, UserI
 
 const KIND: &str = "account";
 
-/// A person at the client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hydrate, Reconcile)]
+/// A person at the client. Only the name is required; documents may lack the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Contact {
     pub name: String,
-    #[autosurgeon(missing = "String::new")]
     pub role: String,
-    #[autosurgeon(missing = "String::new")]
     pub phone: String,
-    #[autosurgeon(missing = "String::new")]
     pub email: String,
 }
 
 /// One reason the client works with us.
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Driver {
     pub strength: Strength,
-    /// What the client said or did that shows it.
-    #[autosurgeon(hydrate = "hydrate_text")]
+    /// What the client said or did that shows it (a collaborative text in the document).
     pub evidence: String,
-}
-
-/// How a driver is first written: the evidence is a collaborative text.
-#[derive(Reconcile)]
-struct NewDriver {
-    strength: Strength,
-    evidence: Text,
 }
 
 /// Where a client's goal stands.
@@ -94,35 +82,11 @@ impl GoalStatus {
     }
 }
 
-impl Hydrate for GoalStatus {
-    fn hydrate_string(s: &str) -> Result<Self, HydrateError> {
-        Ok(GoalStatus::parse(s))
-    }
-}
-
-impl Reconcile for GoalStatus {
-    type Key<'a> = autosurgeon::reconcile::NoKey;
-
-    fn reconcile<R: autosurgeon::Reconciler>(&self, mut reconciler: R) -> Result<(), R::Error> {
-        reconciler.str(self.as_str())
-    }
-}
-
 /// Progress on the client's own terms.
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Goal {
     pub title: String,
     pub status: GoalStatus,
-}
-
-/// A visit note as stored (its id is its key in the `notes` map).
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile)]
-struct StoredNote {
-    author: UserId,
-    time_millis: i64,
-    text: String,
-    drivers: Vec<DriverKey>,
-    objections: Vec<String>,
 }
 
 /// A dated visit note. Notes are append-only: never edited, never removed.
@@ -149,7 +113,7 @@ pub struct NewNote {
 }
 
 /// A small task with a due date.
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FollowUp {
     pub text: String,
     /// Due at (unix milliseconds); the app picks the moment (e.g. end of the due day).
@@ -158,7 +122,7 @@ pub struct FollowUp {
 }
 
 /// One account as read from its document: a plain snapshot for screens and queries.
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The schema version the document was written with (may exceed [`SCHEMA_VERSION`]).
     pub schema: u64,
@@ -173,13 +137,11 @@ pub struct Account {
     pub contacts: BTreeMap<ContactId, Contact>,
     pub drivers: BTreeMap<DriverKey, Driver>,
     pub goals: BTreeMap<GoalId, Goal>,
-    #[autosurgeon(hydrate = "hydrate_text")]
     pub value_proposition: String,
     /// The visit timeline, oldest first (by time, then id).
-    #[autosurgeon(hydrate = "hydrate_timeline")]
     pub notes: Vec<Note>,
     pub follow_ups: BTreeMap<FollowUpId, FollowUp>,
-    #[autosurgeon(missing = "bool::default")]
+    /// See [`AccountDoc::archive`] for how concurrent values merge.
     pub archived: bool,
 }
 
@@ -188,27 +150,6 @@ impl Account {
     pub fn last_note_millis(&self) -> Option<i64> {
         self.notes.iter().map(|n| n.time_millis).max()
     }
-}
-
-fn hydrate_timeline<D: autosurgeon::ReadDoc>(
-    doc: &D,
-    obj: &automerge::ObjId,
-    prop: Prop<'_>,
-) -> Result<Vec<Note>, HydrateError> {
-    let stored: BTreeMap<NoteId, StoredNote> = autosurgeon::hydrate_prop(doc, obj, prop)?;
-    let mut notes: Vec<Note> = stored
-        .into_iter()
-        .map(|(id, n)| Note {
-            id,
-            author: n.author,
-            time_millis: n.time_millis,
-            text: n.text,
-            drivers: n.drivers,
-            objections: n.objections,
-        })
-        .collect();
-    notes.sort_by(|a, b| (a.time_millis, &a.id).cmp(&(b.time_millis, &b.id)));
-    Ok(notes)
 }
 
 /// What the caller supplies to create an account.
@@ -222,55 +163,111 @@ pub struct NewAccount {
     pub area: String,
 }
 
-/// The document written at creation: the full v1 shape, with the value proposition as an
-/// empty collaborative text.
-#[derive(Reconcile)]
-struct InitialAccount {
-    schema: u64,
-    kind: &'static str,
-    id: AccountId,
-    team: TeamId,
-    name: String,
-    branch: String,
-    area: String,
-    created_at: i64,
-    created_by: UserId,
-    contacts: BTreeMap<ContactId, Contact>,
-    drivers: BTreeMap<DriverKey, Driver>,
-    goals: BTreeMap<GoalId, Goal>,
-    value_proposition: Text,
-    notes: BTreeMap<NoteId, StoredNote>,
-    follow_ups: BTreeMap<FollowUpId, FollowUp>,
-    archived: bool,
-}
-
-impl Reconcile for Driver {
-    type Key<'a> = autosurgeon::reconcile::NoKey;
-
-    fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
-        NewDriver {
-            strength: self.strength,
-            evidence: Text::with_value(&self.evidence),
-        }
-        .reconcile(reconciler)
-    }
-}
-
 /// Reads an account from any automerge document (for example one the sync engine holds).
 ///
 /// Errors say what is wrong: not a Fieldnotes document, another kind of document, or a
-/// damaged field. Documents from newer versions are read; unknown keys are ignored.
-pub fn hydrate_account<D>(doc: &D) -> Result<Account, ModelError>
-where
-    D: ReadDoc + autosurgeon::ReadDoc,
-{
-    check_header(doc, KIND)?;
-    let mut account: Account = autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid {
-        kind: KIND,
-        source: Box::new(source),
-    })?;
-    account.archived = any_true(doc, &ROOT, "archived")?;
-    Ok(account)
+/// damaged field (named by its path). Documents from newer versions are read; unknown keys are
+/// ignored.
+pub fn hydrate_account<D: ReadDoc>(doc: &D) -> Result<Account, ModelError> {
+    let schema = check_header(doc, KIND)?;
+    let root = MapReader::root(doc, KIND);
+
+    let mut contacts = BTreeMap::new();
+    for (id, contact) in root.map("contacts")?.entries()? {
+        let contact = Contact {
+            name: contact.string("name")?,
+            role: contact.string_or_empty("role")?,
+            phone: contact.string_or_empty("phone")?,
+            email: contact.string_or_empty("email")?,
+        };
+        contacts.insert(ContactId::new(id), contact);
+    }
+    let mut drivers = BTreeMap::new();
+    for (key, driver) in root.map("drivers")?.entries()? {
+        let driver = Driver {
+            strength: driver.checked_int("strength", "a strength from 1 to 5", |value| {
+                Strength::new(value).ok()
+            })?,
+            evidence: driver.text("evidence")?,
+        };
+        // Any key is kept, even one this version does not know, so a driver recorded by a
+        // newer app still shows (by its raw key) and is never dropped.
+        drivers.insert(DriverKey::from(key), driver);
+    }
+    let mut goals = BTreeMap::new();
+    for (id, goal) in root.map("goals")?.entries()? {
+        let goal = Goal {
+            title: goal.string("title")?,
+            status: GoalStatus::parse(&goal.string("status")?),
+        };
+        goals.insert(GoalId::new(id), goal);
+    }
+    let mut notes = Vec::new();
+    for (id, note) in root.map("notes")?.entries()? {
+        notes.push(Note {
+            id: NoteId::new(id),
+            author: UserId::new(note.string("author")?),
+            time_millis: note.int("time_millis")?,
+            text: note.string("text")?,
+            drivers: note
+                .strings("drivers")?
+                .into_iter()
+                .map(DriverKey::from)
+                .collect(),
+            objections: note.strings("objections")?,
+        });
+    }
+    notes.sort_by(|a, b| (a.time_millis, &a.id).cmp(&(b.time_millis, &b.id)));
+    let mut follow_ups = BTreeMap::new();
+    for (id, follow_up) in root.map("follow_ups")?.entries()? {
+        let follow_up = FollowUp {
+            text: follow_up.string("text")?,
+            due_millis: follow_up.int("due_millis")?,
+            done: follow_up.boolean("done")?,
+        };
+        follow_ups.insert(FollowUpId::new(id), follow_up);
+    }
+
+    Ok(Account {
+        schema,
+        id: AccountId::new(root.string("id")?),
+        team: TeamId::new(root.string("team")?),
+        name: root.string("name")?,
+        branch: root.string("branch")?,
+        area: root.string("area")?,
+        created_at: root.int("created_at")?,
+        created_by: UserId::new(root.string("created_by")?),
+        contacts,
+        drivers,
+        goals,
+        value_proposition: root.text("value_proposition")?,
+        notes,
+        follow_ups,
+        archived: any_true(doc, &ROOT, "archived")?,
+    })
+}
+
+/// A new list of strings at `key` in `obj`.
+fn put_strings<'s>(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    key: &str,
+    items: impl Iterator<Item = &'s str>,
+) -> Result<(), ModelError> {
+    let list = doc.put_object(obj, key, ObjType::List)?;
+    for (index, item) in items.enumerate() {
+        doc.insert(&list, index, item)?;
+    }
+    Ok(())
+}
+
+/// Writes a contact's fields into `obj`, in the order every version writes them.
+fn write_contact(doc: &mut AutoCommit, obj: &ObjId, contact: &Contact) -> Result<(), ModelError> {
+    doc.put(obj, "name", contact.name.as_str())?;
+    doc.put(obj, "role", contact.role.as_str())?;
+    doc.put(obj, "phone", contact.phone.as_str())?;
+    doc.put(obj, "email", contact.email.as_str())?;
+    Ok(())
 }
 
 /// An account document and the edits a rep can make to it.
@@ -292,26 +289,25 @@ impl AccountDoc {
         now_millis: i64,
     ) -> Result<AccountDoc, ModelError> {
         let mut doc = new_doc(&editor);
-        let initial = InitialAccount {
-            schema: SCHEMA_VERSION,
-            kind: KIND,
-            id: new.id,
-            team: new.team,
-            name: new.name,
-            branch: new.branch,
-            area: new.area,
-            created_at: now_millis,
-            created_by: editor.user().clone(),
-            contacts: BTreeMap::new(),
-            drivers: BTreeMap::new(),
-            goals: BTreeMap::new(),
-            value_proposition: Text::default(),
-            notes: BTreeMap::new(),
-            follow_ups: BTreeMap::new(),
-            archived: false,
-        };
         edit(&mut doc, "create account", now_millis, |doc| {
-            autosurgeon::reconcile(doc, &initial)?;
+            // The full v1 shape, every collection present and empty, written in key order as
+            // every earlier version wrote it (`tests/layout.rs` pins the resulting change).
+            doc.put(ROOT, "archived", false)?;
+            doc.put(ROOT, "area", new.area.as_str())?;
+            doc.put(ROOT, "branch", new.branch.as_str())?;
+            doc.put_object(ROOT, "contacts", ObjType::Map)?;
+            doc.put(ROOT, "created_at", now_millis)?;
+            doc.put(ROOT, "created_by", editor.user().as_str())?;
+            doc.put_object(ROOT, "drivers", ObjType::Map)?;
+            doc.put_object(ROOT, "follow_ups", ObjType::Map)?;
+            doc.put_object(ROOT, "goals", ObjType::Map)?;
+            doc.put(ROOT, "id", new.id.as_str())?;
+            doc.put(ROOT, "kind", KIND)?;
+            doc.put(ROOT, "name", new.name.as_str())?;
+            doc.put_object(ROOT, "notes", ObjType::Map)?;
+            doc.put(ROOT, "schema", SCHEMA_VERSION)?;
+            doc.put(ROOT, "team", new.team.as_str())?;
+            doc.put_object(ROOT, "value_proposition", ObjType::Text)?;
             Ok(())
         })?;
         Ok(AccountDoc { doc, editor })
@@ -410,8 +406,8 @@ impl AccountDoc {
         let message = format!("set contact {id}");
         edit(&mut self.doc, message, now_millis, |doc| {
             let contacts = ensure_map(doc, &ROOT, "contacts")?;
-            reconcile_prop(doc, &contacts, id.as_str(), contact)?;
-            Ok(())
+            let contact_obj = ensure_map(doc, &contacts, id.as_str())?;
+            write_contact(doc, &contact_obj, contact)
         })
     }
 
@@ -447,11 +443,10 @@ impl AccountDoc {
                     update_text_at(doc, &driver, "evidence", evidence)?;
                 }
                 None => {
-                    let driver = Driver {
-                        strength,
-                        evidence: evidence.to_string(),
-                    };
-                    reconcile_prop(doc, &drivers, key.as_str(), &driver)?;
+                    let driver = doc.put_object(&drivers, key.as_str(), ObjType::Map)?;
+                    doc.put(&driver, "strength", strength.value() as u64)?;
+                    let text = doc.put_object(&driver, "evidence", ObjType::Text)?;
+                    doc.splice_text(&text, 0, 0, evidence)?;
                 }
             }
             Ok(())
@@ -482,7 +477,9 @@ impl AccountDoc {
         let message = format!("set goal {id} ({})", goal.status.as_str());
         edit(&mut self.doc, message, now_millis, |doc| {
             let goals = ensure_map(doc, &ROOT, "goals")?;
-            reconcile_prop(doc, &goals, id.as_str(), goal)?;
+            let goal_obj = ensure_map(doc, &goals, id.as_str())?;
+            doc.put(&goal_obj, "title", goal.title.as_str())?;
+            doc.put(&goal_obj, "status", goal.status.as_str())?;
             Ok(())
         })
     }
@@ -559,18 +556,20 @@ impl AccountDoc {
     /// notes appended concurrently on different devices are all kept.
     pub fn add_note(&mut self, note: NewNote, now_millis: i64) -> Result<(), ModelError> {
         let message = format!("add note {}", note.id);
-        let stored = StoredNote {
-            author: self.editor.user().clone(),
-            time_millis: now_millis,
-            text: note.text,
-            drivers: note.drivers,
-            objections: note.objections,
-        };
+        let author = self.editor.user().clone();
         edit(&mut self.doc, message, now_millis, |doc| {
             let notes = ensure_map(doc, &ROOT, "notes")?;
-            if doc.get(&notes, note.id.as_str())?.is_none() {
-                reconcile_prop(doc, &notes, note.id.as_str(), &stored)?;
+            if doc.get(&notes, note.id.as_str())?.is_some() {
+                return Ok(());
             }
+            let stored = doc.put_object(&notes, note.id.as_str(), ObjType::Map)?;
+            doc.put(&stored, "author", author.as_str())?;
+            doc.put(&stored, "time_millis", now_millis)?;
+            doc.put(&stored, "text", note.text.as_str())?;
+            let drivers = note.drivers.iter().map(DriverKey::as_str);
+            put_strings(doc, &stored, "drivers", drivers)?;
+            let objections = note.objections.iter().map(String::as_str);
+            put_strings(doc, &stored, "objections", objections)?;
             Ok(())
         })
     }
@@ -583,14 +582,12 @@ impl AccountDoc {
         now_millis: i64,
     ) -> Result<(), ModelError> {
         let message = format!("add follow-up {id}");
-        let follow_up = FollowUp {
-            text: text.to_string(),
-            due_millis,
-            done: false,
-        };
         edit(&mut self.doc, message, now_millis, |doc| {
             let follow_ups = ensure_map(doc, &ROOT, "follow_ups")?;
-            reconcile_prop(doc, &follow_ups, id.as_str(), &follow_up)?;
+            let follow_up = ensure_map(doc, &follow_ups, id.as_str())?;
+            doc.put(&follow_up, "text", text)?;
+            doc.put(&follow_up, "due_millis", due_millis)?;
+            doc.put(&follow_up, "done", false)?;
             Ok(())
         })
     }

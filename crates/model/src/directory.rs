@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ROOT, ReadDoc};
-use autosurgeon::{Hydrate, Reconcile, reconcile_prop};
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 
 use crate::document::{
-    Editor, SCHEMA_VERSION, any_true, check_header, edit, ensure_map, get_map, load_doc, new_doc,
+    Editor, MapReader, SCHEMA_VERSION, any_true, check_header, edit, ensure_map, get_map, load_doc,
+    new_doc,
 };
 use crate::error::ModelError;
 use crate::ids::{AccountId, TeamId, UserId};
@@ -20,16 +20,15 @@ use crate::ids::{AccountId, TeamId, UserId};
 const KIND: &str = "directory";
 
 /// What a device needs to list an account before it has loaded the account's document.
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSummary {
     pub name: String,
     pub created_at: i64,
-    #[autosurgeon(missing = "bool::default")]
     pub archived: bool,
 }
 
 /// A team directory as read from its document.
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Directory {
     pub schema: u64,
     pub team: TeamId,
@@ -43,39 +42,23 @@ impl Directory {
     }
 }
 
-#[derive(Reconcile)]
-struct InitialDirectory {
-    schema: u64,
-    kind: &'static str,
-    team: TeamId,
-    accounts: BTreeMap<AccountId, AccountSummary>,
-}
-
 /// Reads a directory from any automerge document.
-pub fn hydrate_directory<D>(doc: &D) -> Result<Directory, ModelError>
-where
-    D: ReadDoc + autosurgeon::ReadDoc,
-{
-    check_header(doc, KIND)?;
-    let mut directory: Directory =
-        autosurgeon::hydrate(doc).map_err(|source| ModelError::Invalid {
-            kind: KIND,
-            source: Box::new(source),
-        })?;
-    if let Some(accounts) = get_map_read(doc)? {
-        for (id, summary) in directory.accounts.iter_mut() {
-            if let Some(entry) = ReadDoc::get(doc, &accounts, id.as_str())?.map(|(_, obj)| obj) {
-                summary.archived = any_true(doc, &entry, "archived")?;
-            }
-        }
+pub fn hydrate_directory<D: ReadDoc>(doc: &D) -> Result<Directory, ModelError> {
+    let schema = check_header(doc, KIND)?;
+    let root = MapReader::root(doc, KIND);
+    let mut accounts = BTreeMap::new();
+    for (id, entry) in root.map("accounts")?.entries()? {
+        let summary = AccountSummary {
+            name: entry.string("name")?,
+            created_at: entry.int("created_at")?,
+            archived: any_true(doc, entry.obj(), "archived")?,
+        };
+        accounts.insert(AccountId::new(id), summary);
     }
-    Ok(directory)
-}
-
-fn get_map_read<D: ReadDoc>(doc: &D) -> Result<Option<automerge::ObjId>, ModelError> {
-    Ok(match ReadDoc::get(doc, ROOT, "accounts")? {
-        Some((automerge::Value::Object(automerge::ObjType::Map), id)) => Some(id),
-        _ => None,
+    Ok(Directory {
+        schema,
+        team: TeamId::new(root.string("team")?),
+        accounts,
     })
 }
 
@@ -106,14 +89,13 @@ impl DirectoryDoc {
         now_millis: i64,
     ) -> Result<DirectoryDoc, ModelError> {
         let mut doc = new_doc(editor);
-        let initial = InitialDirectory {
-            schema: SCHEMA_VERSION,
-            kind: KIND,
-            team,
-            accounts: BTreeMap::new(),
-        };
         edit(&mut doc, "create directory", now_millis, |doc| {
-            autosurgeon::reconcile(doc, &initial)?;
+            // In key order, as every earlier version wrote it: the genesis change must be
+            // byte-identical on every device (`tests/layout.rs` pins it).
+            doc.put_object(ROOT, "accounts", ObjType::Map)?;
+            doc.put(ROOT, "kind", KIND)?;
+            doc.put(ROOT, "schema", SCHEMA_VERSION)?;
+            doc.put(ROOT, "team", team.as_str())?;
             Ok(())
         })?;
         Ok(DirectoryDoc { doc })
@@ -177,7 +159,10 @@ impl DirectoryDoc {
         let message = format!("list account {id}");
         edit(&mut self.doc, message, now_millis, |doc| {
             let accounts = ensure_map(doc, &ROOT, "accounts")?;
-            reconcile_prop(doc, &accounts, id.as_str(), summary)?;
+            let entry = ensure_map(doc, &accounts, id.as_str())?;
+            doc.put(&entry, "name", summary.name.as_str())?;
+            doc.put(&entry, "created_at", summary.created_at)?;
+            doc.put(&entry, "archived", summary.archived)?;
             Ok(())
         })
     }

@@ -3,9 +3,9 @@
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, AutoCommit, LoadOptions, ObjType, ROOT, ReadDoc, ScalarValue, TextEncoding, Value,
+    ActorId, AutoCommit, LoadOptions, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, TextEncoding,
+    Value,
 };
-use autosurgeon::{HydrateError, Prop};
 
 use crate::attribution::actor_for;
 use crate::error::ModelError;
@@ -154,20 +154,196 @@ pub(crate) fn update_text_at(
     Ok(())
 }
 
-/// Hydrates a collaborative text (or, leniently, a plain string) as a `String`.
-pub(crate) fn hydrate_text<D: autosurgeon::ReadDoc>(
-    doc: &D,
-    obj: &automerge::ObjId,
-    prop: Prop<'_>,
-) -> Result<String, HydrateError> {
-    match doc.get(obj, &prop)? {
-        Some((Value::Object(ObjType::Text), id)) => Ok(doc.text(&id)?),
-        Some((Value::Scalar(s), _)) => match s.as_ref() {
-            ScalarValue::Str(s) => Ok(s.to_string()),
-            other => Err(HydrateError::unexpected("text", other.to_string())),
-        },
-        Some((other, _)) => Err(HydrateError::unexpected("text", other.to_string())),
-        None => Err(HydrateError::unexpected("text", "nothing".to_string())),
+/// A field of a stored document that is missing or holds the wrong type of value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where, as keys from the document's root: `contacts.c1.name`.
+    pub path: String,
+    /// What this version expects there.
+    pub expected: &'static str,
+    /// What is there instead; `None` when nothing is.
+    pub found: Option<String>,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.found {
+            Some(found) => write!(
+                f,
+                "`{}` should be {} but is {found}",
+                self.path, self.expected
+            ),
+            None => write!(f, "`{}` ({}) is missing", self.path, self.expected),
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// One map of a stored document, read field by field into plain Rust values.
+///
+/// Reading is strict where the model's meaning depends on it (a required field that is missing
+/// or has another type is an [`ModelError::Invalid`] naming the field) and ignores every key it
+/// does not ask for, so documents written by newer versions are read.
+pub(crate) struct MapReader<'a, D> {
+    doc: &'a D,
+    kind: &'static str,
+    obj: ObjId,
+    path: String,
+}
+
+impl<'a, D: ReadDoc> MapReader<'a, D> {
+    /// The root map of a document of `kind` (`account`, `directory`).
+    pub(crate) fn root(doc: &'a D, kind: &'static str) -> Self {
+        MapReader {
+            doc,
+            kind,
+            obj: ROOT,
+            path: String::new(),
+        }
+    }
+
+    pub(crate) fn obj(&self) -> &ObjId {
+        &self.obj
+    }
+
+    fn path_of(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn invalid(&self, key: &str, expected: &'static str, found: Option<String>) -> ModelError {
+        ModelError::Invalid {
+            kind: self.kind,
+            source: Box::new(FieldError {
+                path: self.path_of(key),
+                expected,
+                found,
+            }),
+        }
+    }
+
+    /// The value at `key`, or an error naming what was expected when there is none.
+    fn value(&self, key: &str, expected: &'static str) -> Result<(Value<'a>, ObjId), ModelError> {
+        self.doc
+            .get(&self.obj, key)?
+            .ok_or_else(|| self.invalid(key, expected, None))
+    }
+
+    /// The scalar at `key` turned into `T` by `pick`, which returns `None` for any other type.
+    fn scalar<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        pick: impl FnOnce(&ScalarValue) -> Option<T>,
+    ) -> Result<T, ModelError> {
+        let (value, _) = self.value(key, expected)?;
+        let picked = match &value {
+            Value::Scalar(scalar) => pick(scalar),
+            Value::Object(_) => None,
+        };
+        picked.ok_or_else(|| self.invalid(key, expected, Some(value.to_string())))
+    }
+
+    pub(crate) fn string(&self, key: &str) -> Result<String, ModelError> {
+        self.scalar(key, "a string", |s| s.as_str().map(str::to_string))
+    }
+
+    /// A string that older documents may lack: missing reads as empty.
+    pub(crate) fn string_or_empty(&self, key: &str) -> Result<String, ModelError> {
+        match self.doc.get(&self.obj, key)? {
+            None => Ok(String::new()),
+            Some(_) => self.string(key),
+        }
+    }
+
+    /// A signed integer (times in milliseconds).
+    pub(crate) fn int(&self, key: &str) -> Result<i64, ModelError> {
+        self.scalar(key, "an integer", |s| match s {
+            ScalarValue::Int(v) => Some(*v),
+            ScalarValue::Uint(v) => i64::try_from(*v).ok(),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn boolean(&self, key: &str) -> Result<bool, ModelError> {
+        self.scalar(key, "true or false", |s| match s {
+            ScalarValue::Boolean(b) => Some(*b),
+            _ => None,
+        })
+    }
+
+    /// An integer checked by `accept`, which names what it accepts in errors.
+    pub(crate) fn checked_int<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        accept: impl FnOnce(i64) -> Option<T>,
+    ) -> Result<T, ModelError> {
+        self.scalar(key, expected, |s| match s {
+            ScalarValue::Int(v) => accept(*v),
+            ScalarValue::Uint(v) => i64::try_from(*v).ok().and_then(accept),
+            _ => None,
+        })
+    }
+
+    /// A collaborative text (or, leniently, a plain string) as a `String`.
+    pub(crate) fn text(&self, key: &str) -> Result<String, ModelError> {
+        let (value, id) = self.value(key, "a text")?;
+        match (&value, value.as_str()) {
+            (Value::Object(ObjType::Text), _) => Ok(self.doc.text(&id)?),
+            (_, Some(text)) => Ok(text.to_string()),
+            _ => Err(self.invalid(key, "a text", Some(value.to_string()))),
+        }
+    }
+
+    /// A list of strings.
+    pub(crate) fn strings(&self, key: &str) -> Result<Vec<String>, ModelError> {
+        let (value, list) = self.value(key, "a list of strings")?;
+        if !matches!(value, Value::Object(ObjType::List)) {
+            return Err(self.invalid(key, "a list of strings", Some(value.to_string())));
+        }
+        (0..self.doc.length(&list))
+            .map(|index| {
+                let value = self.doc.get(&list, index)?.map(|(value, _)| value);
+                match value.as_ref().and_then(Value::as_str) {
+                    Some(text) => Ok(text.to_string()),
+                    None => Err(self.invalid(
+                        &format!("{key}.{index}"),
+                        "a string",
+                        value.map(|value| value.to_string()),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// The map at `key`.
+    pub(crate) fn map(&self, key: &str) -> Result<MapReader<'a, D>, ModelError> {
+        let (value, obj) = self.value(key, "a map")?;
+        if !matches!(value, Value::Object(ObjType::Map)) {
+            return Err(self.invalid(key, "a map", Some(value.to_string())));
+        }
+        Ok(MapReader {
+            doc: self.doc,
+            kind: self.kind,
+            obj,
+            path: self.path_of(key),
+        })
+    }
+
+    /// Every entry of this map, each of which must itself be a map, in key order.
+    pub(crate) fn entries(&self) -> Result<Vec<(String, MapReader<'a, D>)>, ModelError> {
+        self.doc
+            .keys(&self.obj)
+            .map(|key| {
+                let entry = self.map(&key)?;
+                Ok((key, entry))
+            })
+            .collect()
     }
 }
 

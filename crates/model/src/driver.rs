@@ -2,8 +2,6 @@
 
 use std::borrow::Cow;
 
-use autosurgeon::{Hydrate, HydrateError, Reconcile};
-
 use crate::error::ModelError;
 
 /// The nine reasons clients usually give for working with a rep.
@@ -75,7 +73,7 @@ const CUSTOM_PREFIX: &str = "custom:";
 /// The key of a driver: a usual driver's key (`relationship`, `it_support`, …) or
 /// `custom:<slug>` for a rep's own driver. Two reps who type the same custom name get the same
 /// key, so their records land in the same place.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DriverKey(String);
 
 impl DriverKey {
@@ -181,7 +179,7 @@ impl std::fmt::Display for DriverKey {
 /// 1 minor, 2 some, 3 matters, 4 strong, 5 decisive (the main reason they stay).
 ///
 /// Stored as an unsigned integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Reconcile)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Strength(u8);
 
 impl Strength {
@@ -213,17 +211,6 @@ impl Strength {
             4 => "strong",
             _ => "decisive",
         }
-    }
-}
-
-impl Hydrate for Strength {
-    fn hydrate_uint(value: u64) -> Result<Self, HydrateError> {
-        Self::hydrate_int(i64::try_from(value).unwrap_or(i64::MAX))
-    }
-
-    fn hydrate_int(value: i64) -> Result<Self, HydrateError> {
-        Strength::new(value)
-            .map_err(|_| HydrateError::unexpected("a strength from 1 to 5", value.to_string()))
     }
 }
 

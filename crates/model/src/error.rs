@@ -1,5 +1,6 @@
 //! The one error type of the model.
 
+use crate::document::FieldError;
 use crate::ids::{AccountId, ContactId, FollowUpId, GoalId};
 
 /// Everything that can go wrong when reading or editing a Fieldnotes document.
@@ -23,7 +24,7 @@ pub enum ModelError {
     Invalid {
         kind: &'static str,
         #[source]
-        source: Box<autosurgeon::HydrateError>,
+        source: Box<FieldError>,
     },
     /// A driver strength outside 1 to 5.
     #[error("strength {0} is out of range: use 1 (minor) to 5 (decisive)")]
@@ -54,20 +55,11 @@ pub enum ModelError {
     /// An automerge operation failed (a bug in this crate or a damaged document).
     #[error("the document could not be edited: {0}")]
     Edit(#[source] Box<automerge::AutomergeError>),
-    /// Writing a typed value into the document failed.
-    #[error("the document could not be updated: {0}")]
-    Reconcile(#[source] Box<autosurgeon::ReconcileError>),
 }
 
 // Errors are boxed so `Result<_, ModelError>` stays small on the happy path.
 impl From<automerge::AutomergeError> for ModelError {
     fn from(error: automerge::AutomergeError) -> Self {
         ModelError::Edit(Box::new(error))
-    }
-}
-
-impl From<autosurgeon::ReconcileError> for ModelError {
-    fn from(error: autosurgeon::ReconcileError) -> Self {
-        ModelError::Reconcile(Box::new(error))
     }
 }

@@ -4,12 +4,10 @@
 //! contacts) are made by the caller from random bytes it supplies ([`new_id`]), because this
 //! crate does no IO and so has no randomness of its own.
 
-use autosurgeon::{Hydrate, Reconcile};
-
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Hydrate, Reconcile)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
 
         impl $name {

@@ -1,6 +1,6 @@
-//! The Fieldnotes domain model: accounts and the team directory as Automerge documents, typed
-//! with `autosurgeon`, and the pure queries the list screen and the manager's view run over
-//! them.
+//! The Fieldnotes domain model: accounts and the team directory as Automerge documents, read
+//! and written field by field, and the pure queries the list screen and the manager's view run
+//! over them.
 //!
 //! **Boundary:** this crate does no IO. It reads no clock and draws no random numbers: the
 //! caller passes the time (`now_millis`, unix milliseconds) and the random bytes for ids

@@ -296,13 +296,30 @@ fn invalid_documents_give_specific_errors() {
         ),
         "{e:?}"
     );
-    assert!(
-        e.to_string().starts_with("the account document is damaged"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        "the account document is damaged: `name` (a string) is missing"
     );
 
     let e = damaged(|d| d.put(ROOT, "name", 7i64).unwrap());
     assert!(matches!(e, ModelError::Invalid { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .ends_with("`name` should be a string but is 7"),
+        "{e}"
+    );
+
+    // A damaged field deep inside is named by its whole path.
+    let e = damaged(|d| {
+        let contacts = map_at(d, &["contacts"]);
+        let contact = d.put_object(&contacts, "c9", ObjType::Map).unwrap();
+        d.put(&contact, "name", true).unwrap();
+    });
+    assert!(
+        e.to_string()
+            .ends_with("`contacts.c9.name` should be a string but is true"),
+        "{e}"
+    );
 
     let e = damaged(|d| {
         d.put_object(ROOT, "value_proposition", ObjType::Map)

@@ -694,6 +694,18 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         self.send(connection, &message);
     }
 
+    /// The sync state the store kept for a peer's storage; none for a peer that named none.
+    fn persisted_sync_state(
+        &mut self,
+        document: &DocumentId,
+        storage_id: Option<&StorageId>,
+    ) -> Result<Option<Vec<u8>>, S::Error> {
+        match storage_id {
+            Some(storage_id) => self.store.load_sync_state(document, storage_id),
+            None => Ok(None),
+        }
+    }
+
     fn storage_failed(&mut self, connection: ConnectionId, error: impl std::fmt::Display) {
         self.batch.storage_error = Some(error.to_string());
         self.batch.touched_connections.insert(connection);
@@ -784,14 +796,9 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                 })
                 .collect();
             for (other, storage_id, capabilities) in reopened {
-                let persisted = match &storage_id {
-                    Some(storage_id) => {
-                        match self.store.load_sync_state(&document_id, storage_id) {
-                            Ok(bytes) => bytes,
-                            Err(error) => return self.storage_failed(connection, error),
-                        }
-                    }
-                    None => None,
+                let persisted = match self.persisted_sync_state(&document_id, storage_id.as_ref()) {
+                    Ok(bytes) => bytes,
+                    Err(error) => return self.storage_failed(connection, error),
                 };
                 let state = resumed_sync_state(persisted.as_deref(), capabilities);
                 peers.insert(other, PeerSync { state, persisted });
@@ -826,13 +833,10 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                 .joined
                 .as_ref()
                 .and_then(|j| j.storage_id.clone());
-            let mut persisted = None;
-            if let Some(storage_id) = &storage_id {
-                match self.store.load_sync_state(&document_id, storage_id) {
-                    Ok(bytes) => persisted = bytes,
-                    Err(error) => return self.storage_failed(connection, error),
-                }
-            }
+            let persisted = match self.persisted_sync_state(&document_id, storage_id.as_ref()) {
+                Ok(bytes) => bytes,
+                Err(error) => return self.storage_failed(connection, error),
+            };
             let connection_state = &self.connections[&connection];
             let state = if connection_state.open_documents.contains(&document_id) {
                 // Synced on this connection before the document was unloaded.

@@ -172,39 +172,35 @@ pub fn hydrate_account<D: ReadDoc>(doc: &D) -> Result<Account, ModelError> {
     let schema = check_header(doc, KIND)?;
     let root = MapReader::root(doc, KIND);
 
-    let mut contacts = BTreeMap::new();
-    for (id, contact) in root.map("contacts")?.entries()? {
+    let contacts = root.read_entries("contacts", |id, contact| {
         let contact = Contact {
             name: contact.string("name")?,
             role: contact.string_or_empty("role")?,
             phone: contact.string_or_empty("phone")?,
             email: contact.string_or_empty("email")?,
         };
-        contacts.insert(ContactId::new(id), contact);
-    }
-    let mut drivers = BTreeMap::new();
-    for (key, driver) in root.map("drivers")?.entries()? {
+        Ok((ContactId::new(id), contact))
+    })?;
+    // Any driver key is kept, even one this version does not know, so a driver recorded by a
+    // newer app still shows (by its raw key) and is never dropped.
+    let drivers = root.read_entries("drivers", |key, driver| {
         let driver = Driver {
             strength: driver.checked_int("strength", "a strength from 1 to 5", |value| {
                 Strength::new(value).ok()
             })?,
             evidence: driver.text("evidence")?,
         };
-        // Any key is kept, even one this version does not know, so a driver recorded by a
-        // newer app still shows (by its raw key) and is never dropped.
-        drivers.insert(DriverKey::from(key), driver);
-    }
-    let mut goals = BTreeMap::new();
-    for (id, goal) in root.map("goals")?.entries()? {
+        Ok((DriverKey::from(key), driver))
+    })?;
+    let goals = root.read_entries("goals", |id, goal| {
         let goal = Goal {
             title: goal.string("title")?,
             status: GoalStatus::parse(&goal.string("status")?),
         };
-        goals.insert(GoalId::new(id), goal);
-    }
-    let mut notes = Vec::new();
-    for (id, note) in root.map("notes")?.entries()? {
-        notes.push(Note {
+        Ok((GoalId::new(id), goal))
+    })?;
+    let mut notes: Vec<Note> = root.read_entries("notes", |id, note| {
+        Ok(Note {
             id: NoteId::new(id),
             author: UserId::new(note.string("author")?),
             time_millis: note.int("time_millis")?,
@@ -215,18 +211,17 @@ pub fn hydrate_account<D: ReadDoc>(doc: &D) -> Result<Account, ModelError> {
                 .map(DriverKey::from)
                 .collect(),
             objections: note.strings("objections")?,
-        });
-    }
+        })
+    })?;
     notes.sort_by(|a, b| (a.time_millis, &a.id).cmp(&(b.time_millis, &b.id)));
-    let mut follow_ups = BTreeMap::new();
-    for (id, follow_up) in root.map("follow_ups")?.entries()? {
+    let follow_ups = root.read_entries("follow_ups", |id, follow_up| {
         let follow_up = FollowUp {
             text: follow_up.string("text")?,
             due_millis: follow_up.int("due_millis")?,
             done: follow_up.boolean("done")?,
         };
-        follow_ups.insert(FollowUpId::new(id), follow_up);
-    }
+        Ok((FollowUpId::new(id), follow_up))
+    })?;
 
     Ok(Account {
         schema,
@@ -258,15 +253,6 @@ fn put_strings<'s>(
     for (index, item) in items.enumerate() {
         doc.insert(&list, index, item)?;
     }
-    Ok(())
-}
-
-/// Writes a contact's fields into `obj`, in the order every version writes them.
-fn write_contact(doc: &mut AutoCommit, obj: &ObjId, contact: &Contact) -> Result<(), ModelError> {
-    doc.put(obj, "name", contact.name.as_str())?;
-    doc.put(obj, "role", contact.role.as_str())?;
-    doc.put(obj, "phone", contact.phone.as_str())?;
-    doc.put(obj, "email", contact.email.as_str())?;
     Ok(())
 }
 
@@ -406,8 +392,12 @@ impl AccountDoc {
         let message = format!("set contact {id}");
         edit(&mut self.doc, message, now_millis, |doc| {
             let contacts = ensure_map(doc, &ROOT, "contacts")?;
-            let contact_obj = ensure_map(doc, &contacts, id.as_str())?;
-            write_contact(doc, &contact_obj, contact)
+            let entry = ensure_map(doc, &contacts, id.as_str())?;
+            doc.put(&entry, "name", contact.name.as_str())?;
+            doc.put(&entry, "role", contact.role.as_str())?;
+            doc.put(&entry, "phone", contact.phone.as_str())?;
+            doc.put(&entry, "email", contact.email.as_str())?;
+            Ok(())
         })
     }
 
@@ -437,19 +427,9 @@ impl AccountDoc {
         let message = format!("set driver {key}");
         edit(&mut self.doc, message, now_millis, |doc| {
             let drivers = ensure_map(doc, &ROOT, "drivers")?;
-            match get_map(doc, &drivers, key.as_str())? {
-                Some(driver) => {
-                    doc.put(&driver, "strength", strength.value() as u64)?;
-                    update_text_at(doc, &driver, "evidence", evidence)?;
-                }
-                None => {
-                    let driver = doc.put_object(&drivers, key.as_str(), ObjType::Map)?;
-                    doc.put(&driver, "strength", strength.value() as u64)?;
-                    let text = doc.put_object(&driver, "evidence", ObjType::Text)?;
-                    doc.splice_text(&text, 0, 0, evidence)?;
-                }
-            }
-            Ok(())
+            let driver = ensure_map(doc, &drivers, key.as_str())?;
+            doc.put(&driver, "strength", strength.value() as u64)?;
+            update_text_at(doc, &driver, "evidence", evidence)
         })
     }
 

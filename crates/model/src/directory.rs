@@ -46,15 +46,14 @@ impl Directory {
 pub fn hydrate_directory<D: ReadDoc>(doc: &D) -> Result<Directory, ModelError> {
     let schema = check_header(doc, KIND)?;
     let root = MapReader::root(doc, KIND);
-    let mut accounts = BTreeMap::new();
-    for (id, entry) in root.map("accounts")?.entries()? {
+    let accounts = root.read_entries("accounts", |id, entry| {
         let summary = AccountSummary {
             name: entry.string("name")?,
             created_at: entry.int("created_at")?,
             archived: any_true(doc, entry.obj(), "archived")?,
         };
-        accounts.insert(AccountId::new(id), summary);
-    }
+        Ok((AccountId::new(id), summary))
+    })?;
     Ok(Directory {
         schema,
         team: TeamId::new(root.string("team")?),

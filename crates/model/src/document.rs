@@ -262,11 +262,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
 
     /// A signed integer (times in milliseconds).
     pub(crate) fn int(&self, key: &str) -> Result<i64, ModelError> {
-        self.scalar(key, "an integer", |s| match s {
-            ScalarValue::Int(v) => Some(*v),
-            ScalarValue::Uint(v) => i64::try_from(*v).ok(),
-            _ => None,
-        })
+        self.checked_int(key, "an integer", Some)
     }
 
     pub(crate) fn boolean(&self, key: &str) -> Result<bool, ModelError> {
@@ -335,13 +331,18 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         })
     }
 
-    /// Every entry of this map, each of which must itself be a map, in key order.
-    pub(crate) fn entries(&self) -> Result<Vec<(String, MapReader<'a, D>)>, ModelError> {
+    /// Every entry of the map at `key`, each itself a map, read by `read` in key order.
+    pub(crate) fn read_entries<T, C: FromIterator<T>>(
+        &self,
+        key: &str,
+        mut read: impl FnMut(String, &MapReader<'a, D>) -> Result<T, ModelError>,
+    ) -> Result<C, ModelError> {
+        let map = self.map(key)?;
         self.doc
-            .keys(&self.obj)
-            .map(|key| {
-                let entry = self.map(&key)?;
-                Ok((key, entry))
+            .keys(&map.obj)
+            .map(|entry_key| {
+                let entry = map.map(&entry_key)?;
+                read(entry_key, &entry)
             })
             .collect()
     }

@@ -120,8 +120,20 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The command as a shell line, with the environment it sets, so a logged build can be rerun.
 fn describe(command: &Command) -> String {
-    let mut text = command.get_program().to_string_lossy().into_owned();
+    let mut text = String::new();
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            let value = value.to_string_lossy();
+            if value.contains(' ') {
+                text.push_str(&format!("{}='{value}' ", key.to_string_lossy()));
+            } else {
+                text.push_str(&format!("{}={value} ", key.to_string_lossy()));
+            }
+        }
+    }
+    text.push_str(&command.get_program().to_string_lossy());
     for arg in command.get_args() {
         text.push(' ');
         text.push_str(&arg.to_string_lossy());

@@ -69,7 +69,10 @@ fn size_build(compile: &mut Command) {
             "-Zbuild-std-features=optimize_for_size",
         ])
         .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_ENCODED_RUSTFLAGS", RUSTFLAGS.join("\x1f"));
+        // Plain RUSTFLAGS so the logged command can be pasted into a shell; the encoded form
+        // would take precedence over it, so it is cleared.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", RUSTFLAGS.join(" "));
 }
 
 pub fn build(options: &Options) -> Result<Report> {

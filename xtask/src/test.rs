@@ -51,6 +51,17 @@ pub fn all(options: &Options) -> Result<()> {
     run_command(cargo_in_root().args(["build", "-p", "fieldnotes-server"]))?;
     run_command(cargo_in_root().args(["test", "--workspace", "--all-targets"]))?;
     run_command(cargo_in_root().args(["test", "--workspace", "--doc"]))?;
+    // The browser builds the model and the client engine on automerge's 0.6 line
+    // (ARCHITECTURE.md, "Two automerge lines"): run their tests on that line too, including the
+    // pinned change hashes that keep both lines writing the same bytes. A target directory of
+    // their own keeps the two builds from evicting each other.
+    run_command(
+        cargo_in_root()
+            .args(["test", "-p", "fieldnotes-model", "-p", "fieldnotes-sync"])
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("RUSTFLAGS", "--cfg fieldnotes_browser_automerge")
+            .env("CARGO_TARGET_DIR", root.join("target/browser-automerge")),
+    )?;
 
     let report = web::build(&web::Options {
         release: true,

@@ -12,7 +12,7 @@
 //! Use fresh device bytes for each app session (each loaded copy of a document): two live
 //! copies of one document must never share an actor id.
 
-use automerge::{ActorId, Automerge};
+use automerge::{ActorId, Automerge, ChangeHash};
 
 use crate::error::ModelError;
 use crate::ids::UserId;
@@ -69,32 +69,54 @@ pub struct HistoryEntry {
 /// saw; concurrent changes are ordered by time, then by hash so the order is the same on
 /// every replica).
 pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
-    // get_changes_meta returns a topological order; it is not identical across replicas for
+    // Changes come in a topological order; it is not identical across replicas for
     // concurrent changes, so sort stably by (depth, time, hash) to give every replica one view.
-    let metas = doc.get_changes_meta(&[]);
-    let mut depth = std::collections::HashMap::with_capacity(metas.len());
-    let mut rows = Vec::with_capacity(metas.len());
-    for meta in &metas {
-        let d = meta
-            .deps
+    let mut depth = std::collections::HashMap::new();
+    let mut rows = Vec::new();
+    for_each_change(doc, |hash, deps, entry| {
+        let d = deps
             .iter()
             .filter_map(|dep| depth.get(dep))
             .max()
             .map_or(0u64, |d: &u64| d + 1);
-        depth.insert(meta.hash, d);
-        rows.push((
-            d,
-            meta.timestamp,
-            meta.hash,
-            HistoryEntry {
-                user: user_of_actor(&meta.actor),
-                time_millis: meta.timestamp,
-                message: meta.message.as_ref().map(|m| m.to_string()),
-            },
-        ));
-    }
+        depth.insert(hash, d);
+        rows.push((d, entry.time_millis, hash, entry));
+    });
     rows.sort_by_key(|row| (row.0, row.1, row.2));
     rows.into_iter().map(|row| row.3).collect()
+}
+
+/// Calls `visit` with each change's hash, dependencies and entry, in topological order. The
+/// 0.12 line has cheap metadata calls that skip building the changes.
+#[cfg(not(any(target_arch = "wasm32", fieldnotes_browser_automerge)))]
+fn for_each_change(
+    doc: &Automerge,
+    mut visit: impl FnMut(ChangeHash, &[ChangeHash], HistoryEntry),
+) {
+    for meta in doc.get_changes_meta(&[]) {
+        let entry = HistoryEntry {
+            user: user_of_actor(&meta.actor),
+            time_millis: meta.timestamp,
+            message: meta.message.as_ref().map(|m| m.to_string()),
+        };
+        visit(meta.hash, &meta.deps, entry);
+    }
+}
+
+/// The 0.6 line keeps every change as received, so reading them is already cheap.
+#[cfg(any(target_arch = "wasm32", fieldnotes_browser_automerge))]
+fn for_each_change(
+    doc: &Automerge,
+    mut visit: impl FnMut(ChangeHash, &[ChangeHash], HistoryEntry),
+) {
+    for change in doc.get_changes(&[]) {
+        let entry = HistoryEntry {
+            user: user_of_actor(change.actor_id()),
+            time_millis: change.timestamp(),
+            message: change.message().map(|m| m.to_string()),
+        };
+        visit(change.hash(), change.deps(), entry);
+    }
 }
 
 #[cfg(test)]

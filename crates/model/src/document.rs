@@ -249,7 +249,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     }
 
     pub(crate) fn string(&self, key: &str) -> Result<String, ModelError> {
-        self.scalar(key, "a string", |s| s.as_str().map(str::to_string))
+        self.scalar(key, "a string", |s| scalar_str(s).map(str::to_string))
     }
 
     /// A string that older documents may lack: missing reads as empty.
@@ -289,7 +289,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
     /// A collaborative text (or, leniently, a plain string) as a `String`.
     pub(crate) fn text(&self, key: &str) -> Result<String, ModelError> {
         let (value, id) = self.value(key, "a text")?;
-        match (&value, value.as_str()) {
+        match (&value, value_str(&value)) {
             (Value::Object(ObjType::Text), _) => Ok(self.doc.text(&id)?),
             (_, Some(text)) => Ok(text.to_string()),
             _ => Err(self.invalid(key, "a text", Some(value.to_string()))),
@@ -305,7 +305,7 @@ impl<'a, D: ReadDoc> MapReader<'a, D> {
         (0..self.doc.length(&list))
             .map(|index| {
                 let value = self.doc.get(&list, index)?.map(|(value, _)| value);
-                match value.as_ref().and_then(Value::as_str) {
+                match value.as_ref().and_then(value_str) {
                     Some(text) => Ok(text.to_string()),
                     None => Err(self.invalid(
                         &format!("{key}.{index}"),
@@ -358,4 +358,20 @@ pub(crate) fn any_true<D: ReadDoc>(
     Ok(doc.get_all(obj, key)?.iter().any(|(value, _)| {
         matches!(value, Value::Scalar(s) if matches!(s.as_ref(), ScalarValue::Boolean(true)))
     }))
+}
+
+/// The string a scalar holds. Written out because only automerge's 0.12 line has `as_str`,
+/// and this crate builds on both lines (ARCHITECTURE.md, "Two automerge lines").
+fn scalar_str(scalar: &ScalarValue) -> Option<&str> {
+    match scalar {
+        ScalarValue::Str(text) => Some(text.as_str()),
+        _ => None,
+    }
+}
+
+fn value_str<'a>(value: &'a Value<'_>) -> Option<&'a str> {
+    match value {
+        Value::Scalar(scalar) => scalar_str(scalar),
+        Value::Object(_) => None,
+    }
 }

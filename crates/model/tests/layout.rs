@@ -5,6 +5,10 @@
 //! the same automerge type, in the same shape. The hashes below were taken from the build that
 //! wrote documents with autosurgeon, before the model wrote them by hand, so a change to any of
 //! them means documents in the field would no longer line up.
+//!
+//! `cargo xtask test` runs this file on both automerge lines, the browser's 0.6 and the
+//! server's 0.12 (ARCHITECTURE.md, "Two automerge lines"): both must write these very changes,
+//! and each must load what the other saved.
 
 use fieldnotes_model::{
     AccountDoc, AccountId, AccountSummary, Contact, ContactId, DirectoryDoc, DriverKey, Editor,
@@ -20,7 +24,8 @@ fn heads(doc: &mut automerge::AutoCommit) -> String {
     heads[0].to_string()
 }
 
-fn edits() -> Vec<(&'static str, String)> {
+/// The pinned edits, one after another: what each wrote, and the two documents they made.
+fn edits() -> (Vec<(&'static str, String)>, DirectoryDoc, AccountDoc) {
     let ann = Editor::new(UserId::new("ann"), &[1; 16]).unwrap();
     let team = TeamId::new("north");
     let mut steps = Vec::new();
@@ -122,12 +127,12 @@ fn edits() -> Vec<(&'static str, String)> {
         )
         .unwrap();
     steps.push(("add a follow-up", heads(account.automerge_mut())));
-    steps
+    (steps, directory, account)
 }
 
 #[test]
 fn every_edit_writes_the_same_change_as_before() {
-    let got = edits();
+    let (got, _, _) = edits();
     let expected: &[(&str, &str)] = &[
         (
             "directory genesis",
@@ -180,4 +185,59 @@ fn every_edit_writes_the_same_change_as_before() {
     ];
     let got: Vec<(&str, &str)> = got.iter().map(|(s, h)| (*s, h.as_str())).collect();
     assert_eq!(got, expected);
+}
+
+/// The automerge line this build runs.
+const LINE: &str = if cfg!(fieldnotes_browser_automerge) {
+    "0.6"
+} else {
+    "0.12"
+};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A phone updated to a build on the other line keeps the documents in its IndexedDB, and the
+/// server stores whole documents that browsers save. The fixtures are the pinned edits' two
+/// documents as each line saves them (`FIELDNOTES_BLESS=1` rewrites this line's pair).
+#[test]
+fn what_either_automerge_line_saves_the_other_loads() {
+    let (_, mut directory, mut account) = edits();
+    if std::env::var_os("FIELDNOTES_BLESS").is_some() {
+        std::fs::create_dir_all(fixture("")).unwrap();
+        std::fs::write(
+            fixture(&format!("directory-{LINE}.automerge")),
+            directory.save(),
+        )
+        .unwrap();
+        std::fs::write(
+            fixture(&format!("account-{LINE}.automerge")),
+            account.save(),
+        )
+        .unwrap();
+    }
+    let editor = Editor::new(UserId::new("bob"), &[2; 16]).unwrap();
+    for saved_by in ["0.6", "0.12"] {
+        let bytes = std::fs::read(fixture(&format!("directory-{saved_by}.automerge"))).unwrap();
+        let mut loaded = DirectoryDoc::load(&editor, &bytes).unwrap();
+        assert_eq!(
+            loaded.automerge_mut().get_heads(),
+            directory.automerge_mut().get_heads(),
+            "the directory saved by {saved_by}, loaded by {LINE}"
+        );
+        assert_eq!(loaded.hydrate().unwrap(), directory.hydrate().unwrap());
+
+        let bytes = std::fs::read(fixture(&format!("account-{saved_by}.automerge"))).unwrap();
+        let mut loaded = AccountDoc::load(editor.clone(), &bytes).unwrap();
+        assert_eq!(
+            loaded.automerge_mut().get_heads(),
+            account.automerge_mut().get_heads(),
+            "the account saved by {saved_by}, loaded by {LINE}"
+        );
+        assert_eq!(loaded.hydrate().unwrap(), account.hydrate().unwrap());
+        assert_eq!(loaded.history(), account.history());
+    }
 }

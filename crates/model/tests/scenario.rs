@@ -318,6 +318,8 @@ impl World {
             .automerge_mut()
             .get_last_local_change()
             .filter(|c| c.timestamp() == now)
+            // An owned change on both automerge lines (0.6 lends it, 0.12 builds it).
+            .map(|c| c.to_owned())
         {
             self.known[r].insert(change.hash());
             self.all_changes.push(change.clone());
@@ -467,7 +469,7 @@ fn contact_of(doc: &AccountDoc, id: &ContactId) -> Contact {
         panic!("no contact {id}")
     };
     let field = |key: &str| match am.get(&contact, key).unwrap() {
-        Some((value, _)) => value.as_str().unwrap_or_default().to_string(),
+        Some((value, _)) => value.into_string().unwrap_or_default(),
         None => String::new(),
     };
     Contact {

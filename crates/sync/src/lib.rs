@@ -5,12 +5,17 @@
 //! - [`hub`]: the server engine; [`store`]: the storage trait it writes through.
 //! - [`client`]: the client engine the web app and native test clients run.
 //!
+//! The browser builds this crate on automerge's 0.6 line, native code on the 0.12 line
+//! (ARCHITECTURE.md, "Two automerge lines"). The hub exists only on the 0.12 line: it is
+//! server code, and it resets a peer's sync state in a way only that line offers.
+//!
 //! **Invariant:** this crate does no IO. It has no sockets, no clocks and no
 //! randomness: time and random bytes are passed in, and effects come out as plain data
 //! for a shell (the axum server, the browser app, a test harness) to carry out.
 
 pub mod client;
 pub mod document_id;
+#[cfg(not(any(target_arch = "wasm32", fieldnotes_browser_automerge)))]
 pub mod hub;
 pub mod protocol;
 pub mod store;
@@ -19,6 +24,7 @@ pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ConnectionState, DocumentSet, SyncTarget,
 };
 pub use document_id::{DocumentId, DocumentIdError};
+#[cfg(not(any(target_arch = "wasm32", fieldnotes_browser_automerge)))]
 pub use hub::{
     Access, AccessPolicy, AllowAll, CloseReason, ConnectionId, Effect, Hub, HubConfig, HubCounters,
 };

@@ -1,7 +1,8 @@
 // Benchmark (prints figures, asserts nothing): a phone with 500 accounts stored.
 // - how long a new device takes to download the team's 500 accounts,
 // - time from opening the app to the account list shown (median of several reloads),
-// - time to search them (median over several queries).
+// - time to search them (median over several queries),
+// - the app's WebAssembly memory once they are open (it only grows, so this is its high-water mark).
 // Usage: node browser/bench-500-accounts.mjs   (after `cargo xtask web` and
 //        `cargo build -p fieldnotes-server --example seed`)
 import { execFileSync } from "node:child_process"
@@ -66,9 +67,14 @@ try {
       return [elapsed, shown]
     }, query))
   }
+  const wasmMemory = await page.evaluate(async () => {
+    const app = await import(document.querySelector("link[rel=modulepreload]").href)
+    return (await app.default()).memory.buffer.byteLength
+  })
   console.log(`open app → list of ${ACCOUNTS} shown: median ${median(opens).toFixed(0)} ms (runs: ${opens.map(x => x.toFixed(0)).join(", ")})`)
   const times = searches.map(([t]) => t)
   console.log(`search ${ACCOUNTS} accounts → list rendered: median ${median(times).toFixed(0)} ms (runs: ${searches.map(([t, n]) => `${t.toFixed(0)} ms/${n} shown`).join(", ")})`)
+  console.log(`wasm memory with ${ACCOUNTS} accounts open: ${(wasmMemory / 2 ** 20).toFixed(1)} MiB`)
 } finally {
   await phone.close()
   await server.stop()

@@ -250,6 +250,35 @@ struct PeerSync {
     state: sync::State,
     /// The encoding last written to the store, to skip identical writes.
     persisted: Option<Vec<u8>>,
+    /// A reset went out as empty heads, and the real heads have not followed yet.
+    owes_heads: bool,
+}
+
+impl PeerSync {
+    fn new(state: sync::State, persisted: Option<Vec<u8>>) -> Self {
+        Self {
+            state,
+            persisted,
+            owes_heads: false,
+        }
+    }
+
+    /// automerge's next sync message for this peer.
+    ///
+    /// A peer whose automerge predates `SYNC_RESET` (the browser's 0.6 line, automerge-repo
+    /// 1.x) is reset with a message carrying empty heads, and it then believes the hub has
+    /// nothing. automerge records the real heads as sent all the same, so once the peer
+    /// answers, both sides look in step and nothing more is sent: the peer would count every
+    /// change as unacknowledged for ever. Until the real heads have gone out, the hub forgets
+    /// what it sent, which makes automerge send them.
+    fn generate(&mut self, doc: &mut Automerge) -> Option<sync::Message> {
+        if self.owes_heads {
+            self.state.last_sent_heads.clear();
+        }
+        let message = doc.generate_sync_message(&mut self.state)?;
+        self.owes_heads = message.heads.is_empty() && !doc.get_heads().is_empty();
+        Some(message)
+    }
 }
 
 struct LoadedDocument {
@@ -298,8 +327,8 @@ fn stored_sync_state(persisted: Option<&[u8]>) -> sync::State {
 /// a peer send a change without its parent) and lost with the unloaded document. The peer would
 /// never send those again, and both sides would trade the same messages forever. `needs_reset`
 /// makes the hub's next message ask the peer to forget what it sent (automerge's `SYNC_RESET`,
-/// or empty heads for a peer that does not advertise it), so everything the hub asks for is
-/// sent again.
+/// or empty heads for a peer that does not advertise it, followed by the real heads: see
+/// [`PeerSync::generate`]), so everything the hub asks for is sent again.
 fn resumed_sync_state(
     persisted: Option<&[u8]>,
     capabilities: Option<Vec<sync::Capability>>,
@@ -801,7 +830,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     Err(error) => return self.storage_failed(connection, error),
                 };
                 let state = resumed_sync_state(persisted.as_deref(), capabilities);
-                peers.insert(other, PeerSync { state, persisted });
+                peers.insert(other, PeerSync::new(state, persisted));
             }
             self.documents.insert(
                 document_id,
@@ -850,7 +879,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             if let Some(loaded) = self.documents.get_mut(&document_id) {
                 loaded
                     .peers
-                    .insert(connection, PeerSync { state, persisted });
+                    .insert(connection, PeerSync::new(state, persisted));
             }
             if let Some(state) = self.connections.get_mut(&connection) {
                 state.open_documents.insert(document_id);
@@ -915,7 +944,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         }
 
         let mut replies = Vec::new();
-        if let Some(reply) = loaded.doc.generate_sync_message(&mut peer.state) {
+        if let Some(reply) = peer.generate(&mut loaded.doc) {
             replies.push((connection, reply));
         }
         let storage_id = self.connections[&connection]
@@ -939,7 +968,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                 if other == connection {
                     continue;
                 }
-                if let Some(push) = loaded.doc.generate_sync_message(&mut other_sync.state) {
+                if let Some(push) = other_sync.generate(&mut loaded.doc) {
                     replies.push((other, push));
                 }
             }

@@ -90,16 +90,39 @@ struct SimClient {
     bytes_received: usize,
     /// Derived from the seed: change hashes (and so bloom filters) replay with it.
     actor: ActorId,
+    /// Speaks like a peer whose automerge predates `SYNC_RESET` (the browser's 0.6 line):
+    /// its sync messages do not offer it.
+    without_sync_reset: bool,
 }
 
 impl SimClient {
     fn pump(&mut self) {
         while let Some(frame) = self.engine.poll_frame() {
+            let frame = if self.without_sync_reset {
+                without_sync_reset(frame)
+            } else {
+                frame
+            };
             if self.connection.is_some() {
                 self.to_server.push_back(frame);
             }
         }
     }
+}
+
+/// The frame as an older automerge would send it: sync messages without the flags that
+/// offer `SYNC_RESET`.
+fn without_sync_reset(frame: Vec<u8>) -> Vec<u8> {
+    let (wrap, mut message): (fn(DocumentMessage) -> Message, DocumentMessage) =
+        match Message::decode(&frame) {
+            Ok(Message::Sync(message)) => (Message::Sync, message),
+            Ok(Message::Request(message)) => (Message::Request, message),
+            _ => return frame,
+        };
+    let mut sync = automerge::sync::Message::decode(&message.data).unwrap();
+    sync.flags = sync.flags.map(|_| automerge::sync::MessageFlags::new());
+    message.data = sync.encode();
+    wrap(message).encode()
 }
 
 struct Network {
@@ -144,6 +167,7 @@ impl Network {
                 to_server: VecDeque::new(),
                 to_client: VecDeque::new(),
                 bytes_received: 0,
+                without_sync_reset: false,
                 actor: ActorId::from([seed.to_be_bytes(), (i as u64).to_be_bytes()].concat()),
             })
             .collect();
@@ -330,6 +354,8 @@ fn run_random_scenario(seed: u64) {
     // Odd seeds keep one document in memory, so every batch evicts and reloads.
     let max_loaded = if seed % 2 == 1 { 1 } else { usize::MAX };
     let mut net = Network::with_max_loaded(seed, client_count, 8, max_loaded);
+    // Half the seeds mix in a peer whose automerge predates `SYNC_RESET`, as a browser is.
+    net.clients[0].without_sync_reset = seed % 4 >= 2;
     for i in 0..client_count {
         net.connect(i);
     }
@@ -498,6 +524,50 @@ fn changes_held_for_a_missing_dependency_survive_the_document_being_unloaded() {
     let client = &mut net.clients[0];
     let local = client.docs.get_mut(&x).unwrap();
     assert_eq!(client.engine.pending_change_count(&x, local), 0);
+}
+
+/// A peer whose automerge predates `SYNC_RESET` is reset with a message that carries empty
+/// heads (see [`changes_held_for_a_missing_dependency_survive_the_document_being_unloaded`]).
+/// It must hear the real heads afterwards, or it counts every change as unacknowledged for ever
+/// and never shows "all synced".
+#[test]
+fn a_peer_without_sync_reset_hears_the_real_heads_after_a_reset() {
+    let docs: Vec<DocumentId> = (1..=4).map(doc_id).collect();
+    // One document in memory: every batch unloads the others, so the peer is reset often.
+    let mut net = Network::with_max_loaded(0, 2, 64, 1);
+    net.clients[1].without_sync_reset = true;
+    let mut rng = Rng(0);
+    net.connect(0);
+    for id in &docs {
+        for visit in 0..3 {
+            net.edit(0, *id, "visit", visit);
+        }
+    }
+    net.settle(&mut rng);
+
+    // A new device downloads every document, then edits one.
+    net.connect(1);
+    for id in &docs {
+        net.open(1, *id);
+    }
+    net.settle(&mut rng);
+    net.edit(1, docs[0], "colleague", 1);
+    net.settle(&mut rng);
+
+    for id in &docs {
+        let expected = net.hub.loaded_heads(id).map_or_else(
+            || committed_doc(&net.store, id).get_heads(),
+            |heads| heads.to_vec(),
+        );
+        let client = &mut net.clients[1];
+        let doc = client.docs.get_mut(id).unwrap();
+        assert_eq!(doc.get_heads(), expected, "{id} is downloaded");
+        assert_eq!(
+            client.engine.pending_change_count(id, doc),
+            0,
+            "{id}: the server's heads cover everything"
+        );
+    }
 }
 
 #[test]

@@ -3,8 +3,11 @@
 // one merged account; a server killed mid-sync and restarted loses nothing.
 import { test, after } from "node:test"
 import assert from "node:assert/strict"
+import { execFileSync } from "node:child_process"
+import { existsSync } from "node:fs"
+import path from "node:path"
 import { ANN, BOB, Device, freePort, startTeamServer } from "./harness.mjs"
-import { freshDataDir } from "../lib/server.mjs"
+import { WORKSPACE_ROOT, freshDataDir, tokenFor } from "../lib/server.mjs"
 
 test("back online, the note syncs by itself and a second device receives it", async () => {
   const { server } = await startTeamServer()
@@ -167,4 +170,30 @@ test("archiving on one device hides the account on the other", async () => {
   await laptop.page.getByRole("button", { name: "Sync now" }).click()
   await laptop.page.getByTestId("account-list").getByText("Larch Logistics").waitFor({ state: "detached" })
   await laptop.page.getByTestId("account-list").getByText("Maple Motors").waitFor()
+})
+
+// The server keeps 64 documents in memory. A new device that downloads more makes it unload
+// and reload documents mid-sync, and each reload resets the device's sync state; the browser's
+// automerge predates the flag that says so, so the reset comes as empty heads. The device must
+// still hear the real heads and reach "All synced", not count every change as waiting.
+test("a new device downloads more accounts than the server keeps in memory and is all synced", async () => {
+  const { server, teamId } = await startTeamServer()
+  const phone = new Device("sync-many")
+  after(async () => {
+    await phone.close().catch(() => {})
+    await server.stop(); phone.cleanup()
+  })
+  // Built by `cargo test --workspace --all-targets`, which cargo xtask test runs first.
+  const seed = path.join(process.env.CARGO_TARGET_DIR || path.join(WORKSPACE_ROOT, "target"), "debug", "examples", "seed")
+  assert.ok(existsSync(seed), `the seed tool is missing: build it with cargo build -p fieldnotes-server --example seed (${seed})`)
+  const token = await tokenFor(server.dataDir, BOB.email, { label: "seed" })
+  execFileSync(seed, [server.url.replace("http", "ws") + "/sync", teamId, "150"], {
+    stdio: "ignore",
+    env: { ...process.env, FIELDNOTES_TOKEN: token },
+  })
+
+  await phone.open(server.url)
+  await phone.signIn(ANN)
+  await phone.waitForSyncStatus(/^All synced/, 60_000)
+  assert.equal(await phone.page.locator(".account-row").count(), 150)
 })

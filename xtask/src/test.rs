@@ -47,8 +47,16 @@ pub fn all(options: &Options) -> Result<()> {
         "warnings",
     ]))?;
 
-    // The end-to-end tests drive the real server binary, so build it before they run.
-    run_command(cargo_in_root().args(["build", "-p", "fieldnotes-server"]))?;
+    // The end-to-end tests drive the real server binary, so build it before they run; a browser
+    // journey fills a team through the protocol with the `seed` example.
+    run_command(cargo_in_root().args([
+        "build",
+        "-p",
+        "fieldnotes-server",
+        "--bins",
+        "--example",
+        "seed",
+    ]))?;
     run_command(cargo_in_root().args(["test", "--workspace", "--all-targets"]))?;
     run_command(cargo_in_root().args(["test", "--workspace", "--doc"]))?;
     // The browser builds the model and the client engine on automerge's 0.6 line

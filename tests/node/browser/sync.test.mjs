@@ -183,7 +183,7 @@ test("a new device downloads more accounts than the server keeps in memory and i
     await phone.close().catch(() => {})
     await server.stop(); phone.cleanup()
   })
-  // Built by `cargo test --workspace --all-targets`, which cargo xtask test runs first.
+  // Built beside the server by `cargo xtask test`.
   const seed = path.join(process.env.CARGO_TARGET_DIR || path.join(WORKSPACE_ROOT, "target"), "debug", "examples", "seed")
   assert.ok(existsSync(seed), `the seed tool is missing: build it with cargo build -p fieldnotes-server --example seed (${seed})`)
   const token = await tokenFor(server.dataDir, BOB.email, { label: "seed" })

@@ -360,8 +360,9 @@ pub(crate) fn any_true<D: ReadDoc>(
     }))
 }
 
-/// The string a scalar holds. Written out because only automerge's 0.12 line has `as_str`,
-/// and this crate builds on both lines (ARCHITECTURE.md, "Two automerge lines").
+/// The string a scalar holds. Written out because the two automerge lines this crate builds on
+/// name it differently: `to_str` on 0.6, `as_str` on 0.12, which deprecates `to_str`
+/// (ARCHITECTURE.md, "Two automerge lines").
 fn scalar_str(scalar: &ScalarValue) -> Option<&str> {
     match scalar {
         ScalarValue::Str(text) => Some(text.as_str()),

@@ -12,7 +12,7 @@
 //! Use fresh device bytes for each app session (each loaded copy of a document): two live
 //! copies of one document must never share an actor id.
 
-use automerge::{ActorId, Automerge, ChangeHash};
+use automerge::{ActorId, Automerge};
 
 use crate::error::ModelError;
 use crate::ids::UserId;
@@ -71,52 +71,32 @@ pub struct HistoryEntry {
 pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
     // Changes come in a topological order; it is not identical across replicas for
     // concurrent changes, so sort stably by (depth, time, hash) to give every replica one view.
-    let mut depth = std::collections::HashMap::new();
-    let mut rows = Vec::new();
-    for_each_change(doc, |hash, deps, entry| {
-        let d = deps
+    // `get_changes` lends the changes on the browser's automerge line and builds them on the
+    // server's; only the browser shows a history.
+    let changes = doc.get_changes(&[]);
+    let mut depth = std::collections::HashMap::with_capacity(changes.len());
+    let mut rows = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let d = change
+            .deps()
             .iter()
             .filter_map(|dep| depth.get(dep))
             .max()
             .map_or(0u64, |d: &u64| d + 1);
-        depth.insert(hash, d);
-        rows.push((d, entry.time_millis, hash, entry));
-    });
+        depth.insert(change.hash(), d);
+        rows.push((
+            d,
+            change.timestamp(),
+            change.hash(),
+            HistoryEntry {
+                user: user_of_actor(change.actor_id()),
+                time_millis: change.timestamp(),
+                message: change.message().map(|m| m.to_string()),
+            },
+        ));
+    }
     rows.sort_by_key(|row| (row.0, row.1, row.2));
     rows.into_iter().map(|row| row.3).collect()
-}
-
-/// Calls `visit` with each change's hash, dependencies and entry, in topological order. The
-/// 0.12 line has cheap metadata calls that skip building the changes.
-#[cfg(not(any(target_arch = "wasm32", fieldnotes_browser_automerge)))]
-fn for_each_change(
-    doc: &Automerge,
-    mut visit: impl FnMut(ChangeHash, &[ChangeHash], HistoryEntry),
-) {
-    for meta in doc.get_changes_meta(&[]) {
-        let entry = HistoryEntry {
-            user: user_of_actor(&meta.actor),
-            time_millis: meta.timestamp,
-            message: meta.message.as_ref().map(|m| m.to_string()),
-        };
-        visit(meta.hash, &meta.deps, entry);
-    }
-}
-
-/// The 0.6 line keeps every change as received, so reading them is already cheap.
-#[cfg(any(target_arch = "wasm32", fieldnotes_browser_automerge))]
-fn for_each_change(
-    doc: &Automerge,
-    mut visit: impl FnMut(ChangeHash, &[ChangeHash], HistoryEntry),
-) {
-    for change in doc.get_changes(&[]) {
-        let entry = HistoryEntry {
-            user: user_of_actor(change.actor_id()),
-            time_millis: change.timestamp(),
-            message: change.message().map(|m| m.to_string()),
-        };
-        visit(change.hash(), change.deps(), entry);
-    }
 }
 
 #[cfg(test)]

@@ -101,6 +101,14 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
+/// Gives a cargo command exactly these compiler flags. Plain `RUSTFLAGS`, so the logged command
+/// can be pasted into a shell; the encoded form would take precedence over it, so it is cleared.
+pub fn set_rustflags<'c>(command: &'c mut Command, flags: &[&str]) -> &'c mut Command {
+    command
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", flags.join(" "))
+}
+
 /// Runs a command to completion, echoing it first; a non-zero exit is an error that names it.
 pub fn run_command(command: &mut Command) -> Result<()> {
     eprintln!("$ {}", describe(command));

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::setup::{self, WASM_TARGET};
-use crate::{cargo, project_root, run_command, web};
+use crate::{cargo, project_root, run_command, set_rustflags, web};
 
 pub struct Options {
     /// Leave out the real-browser journeys (for quick local iterations only).
@@ -63,13 +63,14 @@ pub fn all(options: &Options) -> Result<()> {
     // (ARCHITECTURE.md, "Two automerge lines"): run their tests on that line too, including the
     // pinned change hashes that keep both lines writing the same bytes. A target directory of
     // their own keeps the two builds from evicting each other.
-    run_command(
-        cargo_in_root()
-            .args(["test", "-p", "fieldnotes-model", "-p", "fieldnotes-sync"])
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env("RUSTFLAGS", "--cfg fieldnotes_browser_automerge")
-            .env("CARGO_TARGET_DIR", root.join("target/browser-automerge")),
-    )?;
+    let mut browser_line = cargo_in_root();
+    browser_line
+        .args(["test", "-p", "fieldnotes-model", "-p", "fieldnotes-sync"])
+        .env("CARGO_TARGET_DIR", root.join("target/browser-automerge"));
+    run_command(set_rustflags(
+        &mut browser_line,
+        &["--cfg", "fieldnotes_browser_automerge"],
+    ))?;
 
     let report = web::build(&web::Options {
         release: true,

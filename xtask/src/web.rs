@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::setup::WASM_TARGET;
-use crate::{cargo, project_root, run_command};
+use crate::{cargo, project_root, run_command, set_rustflags};
 
 /// What a first load may transfer, compressed as served (brotli), in bytes.
 pub const FIRST_LOAD_BUDGET_BYTES: u64 = 450 * 1000;
@@ -68,11 +68,8 @@ fn size_build(compile: &mut Command) {
             "-Zbuild-std=std,panic_abort",
             "-Zbuild-std-features=optimize_for_size",
         ])
-        .env("RUSTC_BOOTSTRAP", "1")
-        // Plain RUSTFLAGS so the logged command can be pasted into a shell; the encoded form
-        // would take precedence over it, so it is cleared.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("RUSTFLAGS", RUSTFLAGS.join(" "));
+        .env("RUSTC_BOOTSTRAP", "1");
+    set_rustflags(compile, &RUSTFLAGS);
 }
 
 pub fn build(options: &Options) -> Result<Report> {

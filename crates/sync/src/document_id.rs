@@ -25,7 +25,13 @@ pub enum DocumentIdError {
     WrongLength(usize),
     #[error("document url does not start with \"automerge:\"")]
     NotAnAutomergeUrl,
+    #[error("document id of {0} characters is too long")]
+    TooLong(usize),
 }
+
+/// The longest base58check text of 16 bytes and their checksum. Checked before decoding, which
+/// costs the square of the text's length.
+pub const MAX_TEXT_LEN: usize = 28;
 
 impl DocumentId {
     /// Wraps 16 bytes; pass random bytes to create a new document.
@@ -40,6 +46,9 @@ impl DocumentId {
 
     /// Parses the base58check text form, e.g. `3CdZN7os5Eb6CAKjiEe4bfmsszZf`.
     pub fn parse(text: &str) -> Result<Self, DocumentIdError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(DocumentIdError::TooLong(text.len()));
+        }
         let bytes = bs58::decode(text)
             .into_vec()
             .map_err(|_| DocumentIdError::NotBase58Check)?;
@@ -143,5 +152,23 @@ mod tests {
             DocumentId::parse("0OIl"),
             Err(DocumentIdError::NotBase58Check)
         );
+    }
+
+    #[test]
+    fn the_longest_id_fits_and_a_longer_text_is_refused_before_decoding() {
+        let longest = (0..=255u8)
+            .map(|b| DocumentId::from_bytes([b; 16]).to_string().len())
+            .chain([DocumentId::from_bytes([0; 16]).to_string().len()])
+            .max()
+            .unwrap();
+        assert!(longest <= MAX_TEXT_LEN, "{longest}");
+        // 200,000 characters used to cost seconds of quadratic base58 decoding.
+        let long = "2".repeat(200_000);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            DocumentId::parse(&long),
+            Err(DocumentIdError::TooLong(200_000))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_millis(10));
     }
 }

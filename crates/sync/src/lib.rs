@@ -2,7 +2,8 @@
 //!
 //! - [`protocol`]: the wire messages, one CBOR map per binary WebSocket frame.
 //! - [`DocumentId`]: 16-byte document ids, base58check text and `automerge:` URLs.
-//! - [`hub`]: the server engine; [`store`]: the storage trait it writes through.
+//! - [`hub`]: the server engine; [`store`]: the storage trait it writes through; [`guard`]:
+//!   the checks every sync message passes before the hub lets automerge decode it.
 //! - [`client`]: the client engine the web app and native test clients run.
 //!
 //! The browser builds this crate on automerge's 0.6 line, native code on the 0.12 line
@@ -15,6 +16,7 @@
 
 pub mod client;
 pub mod document_id;
+pub mod guard;
 #[cfg(not(any(target_arch = "wasm32", fieldnotes_browser_automerge)))]
 pub mod hub;
 pub mod protocol;

@@ -218,7 +218,13 @@ pub enum DecodeError {
     WrongFieldType { field: &'static str },
     #[error("field documentId is invalid: {0}")]
     DocumentId(#[from] DocumentIdError),
+    #[error("field {field} is longer than {limit} bytes")]
+    FieldTooLong { field: &'static str, limit: usize },
 }
+
+/// The longest peer id, storage id, session id or message type accepted. Real ones are UUIDs
+/// or a few dozen characters; a peer's ids are kept for as long as it is connected.
+pub const MAX_ID_BYTES: usize = 256;
 
 impl From<minicbor::decode::Error> for DecodeError {
     fn from(error: minicbor::decode::Error) -> Self {
@@ -525,6 +531,15 @@ fn read_text(d: &mut Decoder<'_>, field: &'static str) -> Result<String, DecodeE
     }
 }
 
+/// [`read_text`] for ids, refusing text longer than `limit` bytes.
+fn read_id(d: &mut Decoder<'_>, field: &'static str, limit: usize) -> Result<String, DecodeError> {
+    let text = read_text(d, field)?;
+    if text.len() > limit {
+        return Err(DecodeError::FieldTooLong { field, limit });
+    }
+    Ok(text)
+}
+
 fn read_bytes(d: &mut Decoder<'_>, field: &'static str) -> Result<Vec<u8>, DecodeError> {
     match d.datatype()? {
         Type::Bytes => Ok(d.bytes()?.to_vec()),
@@ -584,7 +599,9 @@ fn read_peer_metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> 
             return Ok(());
         }
         match key.as_str() {
-            "storageId" => metadata.storage_id = Some(StorageId(read_text(d, "storageId")?)),
+            "storageId" => {
+                metadata.storage_id = Some(StorageId(read_id(d, "storageId", MAX_ID_BYTES)?))
+            }
             "isEphemeral" => metadata.is_ephemeral = read_bool(d, "isEphemeral")?,
             _ => d.skip()?,
         }
@@ -643,10 +660,13 @@ impl Fields {
                 return Ok(());
             }
             match key.as_str() {
-                "type" => f.message_type = Some(read_text(d, "type")?),
-                "senderId" => f.sender_id = Some(read_text(d, "senderId")?),
-                "targetId" => f.target_id = Some(read_text(d, "targetId")?),
-                "documentId" => f.document_id = Some(read_text(d, "documentId")?),
+                "type" => f.message_type = Some(read_id(d, "type", MAX_ID_BYTES)?),
+                "senderId" => f.sender_id = Some(read_id(d, "senderId", MAX_ID_BYTES)?),
+                "targetId" => f.target_id = Some(read_id(d, "targetId", MAX_ID_BYTES)?),
+                "documentId" => {
+                    f.document_id =
+                        Some(read_id(d, "documentId", crate::document_id::MAX_TEXT_LEN)?)
+                }
                 "data" => f.data = Some(read_bytes(d, "data")?),
                 "peerMetadata" => f.peer_metadata = Some(read_peer_metadata(d)?),
                 "supportedProtocolVersions" => {
@@ -657,7 +677,7 @@ impl Fields {
                     f.selected_protocol_version = Some(read_text(d, "selectedProtocolVersion")?)
                 }
                 "message" => f.message = Some(read_text(d, "message")?),
-                "sessionId" => f.session_id = Some(read_text(d, "sessionId")?),
+                "sessionId" => f.session_id = Some(read_id(d, "sessionId", MAX_ID_BYTES)?),
                 "count" => f.count = Some(read_uint(d, "count")?),
                 "add" => f.add = Some(read_text_array(d, "add")?),
                 "remove" => f.remove = Some(read_text_array(d, "remove")?),

@@ -19,14 +19,27 @@
 //! Bad input closes only the connection that sent it: the hub answers with an
 //! `error` message and an [`Effect::Close`], and stores nothing from that frame.
 //! Unlike the JavaScript reference server, a message before `join` is such bad
-//! input (the reference server silently ignores it).
+//! input (the reference server silently ignores it). Every automerge sync message
+//! passes [`crate::guard`] before automerge decodes it, so what automerge would trust
+//! (bloom filters, counts, chunk types, inflated sizes, run lengths) is bounded first.
+//!
+//! **Supervision:** handling one frame runs under `catch_unwind`. A panic (a bug in
+//! the hub or in automerge that the guard did not foresee) costs only that frame: its
+//! writes are taken back ([`DocStore::undo_frame`]), its replies dropped, the
+//! document it touched unloaded (rebuilt from the store when next needed, its other
+//! peers resumed as after an eviction), and the connection that sent it closed with
+//! [`CloseReason::InternalError`]. [`HubCounters::panics_caught`] counts it and
+//! [`Hub::last_panic`] says where. Every other connection carries on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::{self, AssertUnwindSafe};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 
 use crate::document_id::DocumentId;
+use crate::guard::{self, Refusal, SyncLimits};
 use crate::protocol::{
     DecodeError, DocUnavailable, DocumentMessage, Ephemeral, ErrorMessage, Join, Message,
     PROTOCOL_VERSION, Peer, PeerId, PeerMetadata, StorageId,
@@ -45,6 +58,17 @@ pub const DEFAULT_COMPACTION_THRESHOLD: usize = 64;
 /// states are in the store, and a document is loaded again when a message needs it. Memory
 /// then stays bounded however many documents a peer syncs.
 pub const DEFAULT_MAX_LOADED_DOCUMENTS: usize = 64;
+
+/// Documents one connection may have open at once: well above a team of 10,000 accounts on a
+/// new phone, and a bound on what a connection can make the hub remember.
+pub const DEFAULT_MAX_OPEN_DOCUMENTS_PER_CONNECTION: usize = 50_000;
+
+/// The largest ephemeral message relayed (presence and cursors are a few hundred bytes).
+pub const DEFAULT_MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
+
+/// Ephemeral messages one connection may send per second, with a burst of twice as many;
+/// beyond that they are dropped, not relayed.
+pub const DEFAULT_EPHEMERAL_PER_SECOND: u32 = 20;
 
 /// Ephemeral sessions not heard from for this long are forgotten.
 const EPHEMERAL_SESSION_TTL_MS: u64 = 10 * 60 * 1000;
@@ -80,6 +104,9 @@ pub enum CloseReason {
     /// The shell withdrew the connection's right to be here (a revoked or
     /// expired session, a disabled user).
     AccessRevoked,
+    /// Handling a frame from this connection panicked; nothing of that frame was kept and
+    /// the client may reconnect.
+    InternalError,
 }
 
 /// Input the hub refuses. The `Display` text is sent to the peer in `error`.
@@ -102,6 +129,12 @@ pub enum ProtocolViolation {
     InvalidSyncMessage,
     #[error("invalid automerge data")]
     InvalidAutomergeData,
+    #[error("sync message refused: {0}")]
+    SyncMessageRefused(#[from] Refusal),
+    #[error("this connection has {limit} documents open, the most one connection may have")]
+    TooManyOpenDocuments { limit: usize },
+    #[error("ephemeral message of {size} bytes is over the limit of {limit} bytes")]
+    EphemeralTooLarge { size: usize, limit: usize },
 }
 
 /// What a peer asks to do with a document, for [`AccessPolicy::authorize`].
@@ -115,6 +148,10 @@ pub enum Access {
     SendEphemeral,
     /// An `ephemeral` message the hub would relay to this connection.
     ReceiveEphemeral,
+    /// Changes another peer brought, which the hub would push to this connection. Asked
+    /// before every push, so a connection whose user lost the document's team hears
+    /// nothing more of it; a denied connection is taken off the document.
+    Receive,
 }
 
 /// Decides what a connection may do. The default ([`AllowAll`]) allows all;
@@ -149,6 +186,13 @@ pub trait AccessPolicy<S: DocStore> {
 
     /// The connection is gone from the hub.
     fn disconnected(&mut self, _connection: ConnectionId) {}
+
+    /// The batch's writes were committed: what the policy learned from them may be kept.
+    fn batch_committed(&mut self) {}
+
+    /// The batch's writes (or the current frame's) were taken back: forget anything learned
+    /// from them.
+    fn batch_rolled_back(&mut self) {}
 }
 
 /// Every connection may see every document (the automerge-repo default:
@@ -195,6 +239,11 @@ pub struct HubConfig {
     pub max_frame_bytes: usize,
     pub compaction_threshold: usize,
     pub max_loaded_documents: usize,
+    /// What one automerge sync message may ask of the hub ([`crate::guard`]).
+    pub sync_limits: SyncLimits,
+    pub max_open_documents_per_connection: usize,
+    pub max_ephemeral_bytes: usize,
+    pub ephemeral_per_second: u32,
 }
 
 impl HubConfig {
@@ -205,6 +254,10 @@ impl HubConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             compaction_threshold: DEFAULT_COMPACTION_THRESHOLD,
             max_loaded_documents: DEFAULT_MAX_LOADED_DOCUMENTS,
+            sync_limits: SyncLimits::default(),
+            max_open_documents_per_connection: DEFAULT_MAX_OPEN_DOCUMENTS_PER_CONNECTION,
+            max_ephemeral_bytes: DEFAULT_MAX_EPHEMERAL_BYTES,
+            ephemeral_per_second: DEFAULT_EPHEMERAL_PER_SECOND,
         }
     }
 }
@@ -226,6 +279,18 @@ pub struct HubCounters {
     pub storage_failures: u64,
     pub batches_committed: u64,
     pub documents_evicted: u64,
+    /// Frames whose handling panicked; each closed its connection and kept nothing.
+    pub panics_caught: u64,
+    /// Sync messages [`crate::guard`] refused before automerge saw them.
+    pub sync_messages_refused: u64,
+    /// Connections closed for opening more documents than they may.
+    pub open_document_limit_hits: u64,
+    /// Ephemeral messages dropped for coming faster than a connection may send them.
+    pub ephemeral_rate_limited: u64,
+    /// Ephemeral messages refused for their size.
+    pub ephemeral_too_large: u64,
+    /// Pushes withheld from a connection that may no longer see the document.
+    pub pushes_denied: u64,
 }
 
 struct JoinedPeer {
@@ -244,6 +309,9 @@ struct Connection {
     sync_capabilities: Option<Vec<sync::Capability>>,
     /// Highest `count` seen per ephemeral session, and when.
     ephemeral_sessions: HashMap<String, (u64, u64)>,
+    /// Ephemeral messages this connection may still send now, in thousandths, and when the
+    /// allowance was last topped up.
+    ephemeral_allowance: Option<(u64, u64)>,
 }
 
 struct PeerSync {
@@ -309,6 +377,13 @@ pub struct Hub<S: DocStore, A: AccessPolicy<S> = AllowAll> {
     batch: Batch,
     counters: HubCounters,
     last_storage_error: Option<String>,
+    /// Where the last caught panic happened, for logs.
+    last_panic: Option<String>,
+    /// Documents unloaded with unapplied changes: their peers are reset when they are loaded
+    /// again ([`resumed_sync_state`]).
+    lost_on_unload: HashSet<DocumentId>,
+    /// The document the frame being handled works on, so a panic can unload it.
+    frame_document: Option<DocumentId>,
     /// Counts frames, to order documents by last use.
     clock: u64,
 }
@@ -322,21 +397,41 @@ fn stored_sync_state(persisted: Option<&[u8]>) -> sync::State {
 }
 
 /// [`stored_sync_state`] for a peer whose connection synced this document before it was
-/// unloaded. The peer's own state still remembers what it sent on this connection, including
-/// changes the hub held in memory waiting for a dependency (a bloom filter false positive makes
-/// a peer send a change without its parent) and lost with the unloaded document. The peer would
-/// never send those again, and both sides would trade the same messages forever. `needs_reset`
-/// makes the hub's next message ask the peer to forget what it sent (automerge's `SYNC_RESET`,
-/// or empty heads for a peer that does not advertise it, followed by the real heads: see
+/// unloaded, with what its automerge advertised.
+///
+/// The peer's own state still remembers what it sent on this connection. That is harmless when
+/// the hub stored all of it, and the usual case: the stored shared heads and the peer's next
+/// message put both sides back in step within a round trip. It is not when the unloaded copy
+/// held changes waiting for a dependency (a bloom filter false positive makes a peer send a
+/// change without its parent): those were never stored, the peer would never send them again,
+/// and both sides would trade the same messages forever. Then (`lost`) `needs_reset` makes the
+/// hub's next message ask the peer to forget what it sent (automerge's `SYNC_RESET`, or empty
+/// heads for a peer that does not advertise it, followed by the real heads: see
 /// [`PeerSync::generate`]), so everything the hub asks for is sent again.
+///
+/// Resetting only then matters: a reset costs the peer a round trip, and a peer with more
+/// documents open than the hub keeps in memory would have each one unloaded again before its
+/// answer came back, reset again, and so on for ever (a new phone joining a team of 1,500
+/// accounts did that, with a core of the server spinning).
 fn resumed_sync_state(
     persisted: Option<&[u8]>,
     capabilities: Option<Vec<sync::Capability>>,
+    lost: bool,
 ) -> sync::State {
     let mut state = stored_sync_state(persisted);
     state.their_capabilities = capabilities;
-    state.needs_reset = true;
+    state.needs_reset = lost;
     state
+}
+
+/// Documents unloaded while holding changes they could not apply, remembered at most; beyond
+/// this a document with such changes stays loaded instead.
+const MAX_LOST_ON_UNLOAD: usize = 100_000;
+
+/// Whether unloading `doc` would lose changes that were received but not applied (they wait
+/// for a dependency and are in no store).
+fn holds_unapplied_changes(doc: &Automerge) -> bool {
+    !automerge::ReadDoc::get_missing_deps(doc, &[]).is_empty()
 }
 
 impl<S: DocStore> Hub<S, AllowAll> {
@@ -352,6 +447,9 @@ impl<S: DocStore> Hub<S, AllowAll> {
             batch: Batch::default(),
             counters: HubCounters::default(),
             last_storage_error: None,
+            last_panic: None,
+            lost_on_unload: HashSet::new(),
+            frame_document: None,
             clock: 0,
         }
     }
@@ -372,6 +470,9 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             batch: self.batch,
             counters: self.counters,
             last_storage_error: self.last_storage_error,
+            last_panic: self.last_panic,
+            lost_on_unload: self.lost_on_unload,
+            frame_document: self.frame_document,
             clock: self.clock,
         }
     }
@@ -431,6 +532,10 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
     pub fn last_storage_error(&self) -> Option<&str> {
         self.last_storage_error.as_deref()
     }
+    /// What the last caught panic said and where, for logs.
+    pub fn last_panic(&self) -> Option<&str> {
+        self.last_panic.as_deref()
+    }
 
     /// A socket was accepted.
     pub fn handle_connected(&mut self, connection: ConnectionId) {
@@ -443,8 +548,61 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
     }
 
     /// One binary frame from a socket. `now_ms` is the shell's clock in
-    /// milliseconds; it only ages out ephemeral-message bookkeeping.
+    /// milliseconds; it only paces and ages out ephemeral-message bookkeeping.
+    ///
+    /// A panic while handling it is caught here and costs only this frame and this
+    /// connection (see the module docs, "Supervision").
     pub fn handle_frame(&mut self, connection: ConnectionId, frame: &[u8], now_ms: u64) {
+        let pending_before = self.pending.len();
+        self.frame_document = None;
+        self.store.begin_frame();
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.handle_frame_unguarded(connection, frame, now_ms)
+        }));
+        if let Err(payload) = handled {
+            self.recover_from_panic(connection, pending_before, payload.as_ref());
+        }
+    }
+
+    /// Puts the hub back as it was before the frame that panicked, less that frame's
+    /// connection.
+    fn recover_from_panic(
+        &mut self,
+        connection: ConnectionId,
+        pending_before: usize,
+        payload: &(dyn Any + Send),
+    ) {
+        self.counters.panics_caught += 1;
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        self.last_panic = Some(message);
+        self.pending.truncate(pending_before);
+        if let Err(error) = self.store.undo_frame() {
+            // The frame's writes could not be taken back alone: the whole batch goes.
+            self.storage_failed(connection, error);
+        }
+        self.access.batch_rolled_back();
+        if let Some(document) = self.frame_document.take()
+            && self.documents.remove(&document).is_some()
+        {
+            // It may hold part of what the frame did. Its peers keep it open and get their
+            // stored sync state back when it is loaded again, reset in case it held changes
+            // that were not stored.
+            self.lost_on_unload.insert(document);
+        }
+        if self.connections.contains_key(&connection) {
+            self.detach(connection);
+            self.pending.push(Effect::Close {
+                connection,
+                reason: CloseReason::InternalError,
+            });
+        }
+    }
+
+    fn handle_frame_unguarded(&mut self, connection: ConnectionId, frame: &[u8], now_ms: u64) {
         self.clock += 1;
         self.counters.frames_in += 1;
         self.counters.bytes_in += frame.len() as u64;
@@ -501,6 +659,23 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         }
     }
 
+    /// Forgets everything but what is stored: the open batch is rolled back, every document
+    /// unloaded and every connection dropped (returned, for the shell to close). For a shell
+    /// that caught a panic the hub could not contain (outside [`Hub::handle_frame`]).
+    pub fn reset(&mut self) -> Vec<ConnectionId> {
+        self.store.rollback();
+        self.access.batch_rolled_back();
+        self.batch = Batch::default();
+        self.pending.clear();
+        self.documents.clear();
+        self.lost_on_unload.clear();
+        let connections: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        for &connection in &connections {
+            self.detach(connection);
+        }
+        connections
+    }
+
     /// Ends the batch: commits the store, then hands out the effects.
     pub fn finish_batch(&mut self) -> Vec<Effect> {
         let batch = std::mem::take(&mut self.batch);
@@ -508,6 +683,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         if storage_error.is_none() {
             match self.store.commit() {
                 Ok(()) => {
+                    self.access.batch_committed();
                     self.counters.batches_committed += 1;
                     self.evict_least_recently_used(&batch.touched_documents);
                     let effects = std::mem::take(&mut self.pending);
@@ -518,6 +694,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             }
         }
         self.store.rollback();
+        self.access.batch_rolled_back();
         self.counters.storage_failures += 1;
         self.last_storage_error = storage_error;
 
@@ -560,10 +737,24 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             .map(|(id, loaded)| (loaded.last_used, *id))
             .collect();
         by_age.sort_unstable();
-        let excess = self.documents.len() - limit;
-        for (_, id) in by_age.into_iter().take(excess) {
+        let mut excess = self.documents.len() - limit;
+        for (_, id) in by_age {
+            if excess == 0 {
+                break;
+            }
+            let lost = self
+                .documents
+                .get(&id)
+                .is_some_and(|loaded| holds_unapplied_changes(&loaded.doc));
+            if lost {
+                if self.lost_on_unload.len() >= MAX_LOST_ON_UNLOAD {
+                    continue;
+                }
+                self.lost_on_unload.insert(id);
+            }
             self.documents.remove(&id);
             self.counters.documents_evicted += 1;
+            excess -= 1;
         }
     }
 
@@ -766,6 +957,12 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             data,
             ..
         } = message;
+        self.frame_document = Some(document_id);
+        if let Err(refusal) = guard::check_sync_message(&data, &self.config.sync_limits) {
+            self.counters.sync_messages_refused += 1;
+            self.refuse(connection, None, refusal.into());
+            return;
+        }
         let sync_message = match sync::Message::decode(&data) {
             Ok(message) => message,
             Err(_) => {
@@ -794,6 +991,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         }
         self.batch.touched_connections.insert(connection);
 
+        let mut reloaded_with_loss = false;
         if !self.documents.contains_key(&document_id) {
             let (doc, stored_chunks) = match self.load_from_store(&document_id) {
                 Ok(loaded) => loaded,
@@ -824,12 +1022,14 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     )
                 })
                 .collect();
+            reloaded_with_loss = self.lost_on_unload.remove(&document_id);
             for (other, storage_id, capabilities) in reopened {
                 let persisted = match self.persisted_sync_state(&document_id, storage_id.as_ref()) {
                     Ok(bytes) => bytes,
                     Err(error) => return self.storage_failed(connection, error),
                 };
-                let state = resumed_sync_state(persisted.as_deref(), capabilities);
+                let state =
+                    resumed_sync_state(persisted.as_deref(), capabilities, reloaded_with_loss);
                 peers.insert(other, PeerSync::new(state, persisted));
             }
             self.documents.insert(
@@ -858,7 +1058,20 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             return;
         }
         if !opened_here {
-            let storage_id = self.connections[&connection]
+            let connection_state = &self.connections[&connection];
+            let limit = self.config.max_open_documents_per_connection;
+            if !connection_state.open_documents.contains(&document_id)
+                && connection_state.open_documents.len() >= limit
+            {
+                self.counters.open_document_limit_hits += 1;
+                self.refuse(
+                    connection,
+                    None,
+                    ProtocolViolation::TooManyOpenDocuments { limit },
+                );
+                return;
+            }
+            let storage_id = connection_state
                 .joined
                 .as_ref()
                 .and_then(|j| j.storage_id.clone());
@@ -872,6 +1085,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                 resumed_sync_state(
                     persisted.as_deref(),
                     connection_state.sync_capabilities.clone(),
+                    reloaded_with_loss,
                 )
             } else {
                 stored_sync_state(persisted.as_deref())
@@ -964,10 +1178,30 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             }
         }
         if changed {
-            for (&other, other_sync) in loaded.peers.iter_mut() {
-                if other == connection {
-                    continue;
+            let others: Vec<ConnectionId> = loaded
+                .peers
+                .keys()
+                .copied()
+                .filter(|&other| other != connection)
+                .collect();
+            for other in others {
+                match self.may_receive(other, &document_id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // The user lost the document's team since opening it: take the
+                        // connection off the document, so nothing more of it goes there.
+                        self.counters.pushes_denied += 1;
+                        self.close_document_for(other, &document_id);
+                        continue;
+                    }
+                    Err(error) => return self.storage_failed(connection, error),
                 }
+                let Some(loaded) = self.documents.get_mut(&document_id) else {
+                    return;
+                };
+                let Some(other_sync) = loaded.peers.get_mut(&other) else {
+                    continue;
+                };
                 if let Some(push) = other_sync.generate(&mut loaded.doc) {
                     replies.push((other, push));
                 }
@@ -987,7 +1221,68 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         }
     }
 
+    /// Whether changes to `document` may be pushed to `connection` now.
+    fn may_receive(
+        &mut self,
+        connection: ConnectionId,
+        document: &DocumentId,
+    ) -> Result<bool, S::Error> {
+        let Some(peer) = self.joined_peer_id(connection) else {
+            return Ok(false);
+        };
+        self.access.authorize(
+            &mut self.store,
+            connection,
+            &peer,
+            document,
+            Access::Receive,
+        )
+    }
+
+    /// Takes one document off a connection, as if it had never opened it.
+    fn close_document_for(&mut self, connection: ConnectionId, document: &DocumentId) {
+        if let Some(state) = self.connections.get_mut(&connection) {
+            state.open_documents.remove(document);
+        }
+        if let Some(loaded) = self.documents.get_mut(document) {
+            loaded.peers.remove(&connection);
+        }
+    }
+
+    /// Spends one of the connection's ephemeral allowance; false when it has none left.
+    fn take_ephemeral_allowance(&mut self, connection: ConnectionId, now_ms: u64) -> bool {
+        let per_second = u64::from(self.config.ephemeral_per_second);
+        let Some(state) = self.connections.get_mut(&connection) else {
+            return false;
+        };
+        let burst = per_second * 2 * 1000;
+        let (allowance, at) = state.ephemeral_allowance.unwrap_or((burst, now_ms));
+        let refilled = allowance
+            .saturating_add(now_ms.saturating_sub(at).saturating_mul(per_second))
+            .min(burst);
+        if refilled < 1000 {
+            state.ephemeral_allowance = Some((refilled, now_ms));
+            return false;
+        }
+        state.ephemeral_allowance = Some((refilled - 1000, now_ms));
+        true
+    }
+
     fn handle_ephemeral(&mut self, connection: ConnectionId, message: Ephemeral, now_ms: u64) {
+        self.frame_document = Some(message.document_id);
+        if message.data.len() > self.config.max_ephemeral_bytes {
+            self.counters.ephemeral_too_large += 1;
+            let violation = ProtocolViolation::EphemeralTooLarge {
+                size: message.data.len(),
+                limit: self.config.max_ephemeral_bytes,
+            };
+            self.refuse(connection, None, violation);
+            return;
+        }
+        if !self.take_ephemeral_allowance(connection, now_ms) {
+            self.counters.ephemeral_rate_limited += 1;
+            return;
+        }
         match self.access.authorize(
             &mut self.store,
             connection,

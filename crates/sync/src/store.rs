@@ -49,6 +49,12 @@ pub trait DocStore {
     fn commit(&mut self) -> Result<(), Self::Error>;
     /// Throws the batch away.
     fn rollback(&mut self);
+    /// Marks where one frame's writes begin inside the batch, so [`DocStore::undo_frame`] can
+    /// take them back alone. Called before every frame; cheap when the frame writes nothing.
+    fn begin_frame(&mut self);
+    /// Takes back the writes made since [`DocStore::begin_frame`], keeping the batch's earlier
+    /// writes. The hub calls it when handling a frame panicked half-way.
+    fn undo_frame(&mut self) -> Result<(), Self::Error>;
 }
 
 /// What [`MemoryStore`] returns when a test asks it to fail.
@@ -75,6 +81,18 @@ struct Inner {
     fail_next_commit: bool,
     /// Fail the read this many reads from now (1 = the next one).
     fail_read_in: Option<u32>,
+    frame: FrameMark,
+}
+
+/// Where the current frame's writes begin.
+#[derive(Debug, Default)]
+enum FrameMark {
+    #[default]
+    None,
+    /// A frame began and has written nothing yet.
+    Begun,
+    /// The batch's contents before the frame's first write (`None`: no batch was open).
+    Before(Option<Contents>),
 }
 
 impl Inner {
@@ -96,6 +114,9 @@ impl Inner {
         self.working.as_ref().unwrap_or(&self.committed)
     }
     fn write(&mut self) -> &mut Contents {
+        if matches!(self.frame, FrameMark::Begun) {
+            self.frame = FrameMark::Before(self.working.clone());
+        }
         let committed = &self.committed;
         self.working.get_or_insert_with(|| committed.clone())
     }
@@ -231,8 +252,10 @@ impl DocStore for MemoryStore {
         let mut inner = self.lock();
         if std::mem::take(&mut inner.fail_next_commit) {
             inner.working = None;
+            inner.frame = FrameMark::None;
             return Err(MemoryStoreError::InjectedCommitFailure);
         }
+        inner.frame = FrameMark::None;
         if let Some(working) = inner.working.take() {
             inner.committed = working;
             inner.commits += 1;
@@ -241,6 +264,20 @@ impl DocStore for MemoryStore {
     }
 
     fn rollback(&mut self) {
-        self.lock().working = None;
+        let mut inner = self.lock();
+        inner.working = None;
+        inner.frame = FrameMark::None;
+    }
+
+    fn begin_frame(&mut self) {
+        self.lock().frame = FrameMark::Begun;
+    }
+
+    fn undo_frame(&mut self) -> Result<(), Self::Error> {
+        let mut inner = self.lock();
+        if let FrameMark::Before(before) = std::mem::take(&mut inner.frame) {
+            inner.working = before;
+        }
+        Ok(())
     }
 }

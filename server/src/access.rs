@@ -10,6 +10,11 @@
 //! - A stored document without an owner (kept from before sign-in existed)
 //!   is open to no one until `fieldnotes admin adopt` gives it to a team.
 //! - A peer id is usable by one user at a time; a storage id by one user ever.
+//! - Every push is checked like a request ([`Access::Receive`]): a connection whose user
+//!   left the document's team (seen at the next revalidation) hears nothing more of it.
+//!
+//! A document's owner never changes once set, so owners read from the database are cached;
+//! an owner first seen inside a batch is cached only once that batch committed.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -29,9 +34,16 @@ pub struct Principal {
     pub claim_team: String,
 }
 
+/// Owners cached before the cache is emptied and refilled from the database.
+const MAX_CACHED_OWNERS: usize = 200_000;
+
 #[derive(Default)]
 pub struct TeamPolicy {
     principals: HashMap<ConnectionId, Principal>,
+    /// Owners read from committed data.
+    owners: HashMap<DocumentId, String>,
+    /// Owners read inside the current batch, which may yet roll back (a claim).
+    batch_owners: HashMap<DocumentId, String>,
 }
 
 impl TeamPolicy {
@@ -41,6 +53,25 @@ impl TeamPolicy {
 
     pub fn principal(&self, connection: ConnectionId) -> Option<&Principal> {
         self.principals.get(&connection)
+    }
+
+    fn owner(
+        &mut self,
+        store: &mut SqliteStore,
+        document: &DocumentId,
+    ) -> Result<Option<String>, StorageError> {
+        if let Some(team) = self
+            .owners
+            .get(document)
+            .or_else(|| self.batch_owners.get(document))
+        {
+            return Ok(Some(team.clone()));
+        }
+        let owner = store.document_owner(document)?;
+        if let Some(team) = &owner {
+            self.batch_owners.insert(*document, team.clone());
+        }
+        Ok(owner)
     }
 
     /// Checks every connection's session again; returns the connections whose
@@ -75,10 +106,14 @@ impl AccessPolicy<SqliteStore> for TeamPolicy {
         document: &DocumentId,
         access: Access,
     ) -> Result<bool, StorageError> {
+        if !self.principals.contains_key(&connection) {
+            return Ok(false);
+        }
+        let owner = self.owner(store, document)?;
         let Some(principal) = self.principals.get(&connection) else {
             return Ok(false);
         };
-        if let Some(team) = store.document_owner(document)? {
+        if let Some(team) = owner {
             return Ok(principal.teams.contains(&team));
         }
         if access != Access::Sync {
@@ -97,6 +132,8 @@ impl AccessPolicy<SqliteStore> for TeamPolicy {
             &principal.user_id,
             auth::now_ms(),
         )?;
+        self.batch_owners
+            .insert(*document, principal.claim_team.clone());
         Ok(true)
     }
 
@@ -130,5 +167,16 @@ impl AccessPolicy<SqliteStore> for TeamPolicy {
 
     fn disconnected(&mut self, connection: ConnectionId) {
         self.principals.remove(&connection);
+    }
+
+    fn batch_committed(&mut self) {
+        if self.owners.len() + self.batch_owners.len() > MAX_CACHED_OWNERS {
+            self.owners.clear();
+        }
+        self.owners.extend(self.batch_owners.drain());
+    }
+
+    fn batch_rolled_back(&mut self) {
+        self.batch_owners.clear();
     }
 }

@@ -198,6 +198,96 @@ pub struct ServeArgs {
     /// listening address).
     #[arg(long, env = "FIELDNOTES_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one client may cost the server. The defaults are far above what a phone needs (a new
+/// device downloading 10,000 accounts included); each hit is counted in `/metrics` as
+/// `fieldnotes_limit_hits_total{limit="…"}`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Limits per client")]
+pub struct LimitArgs {
+    /// Open sync sockets one user may have at once; more are refused with 429.
+    #[arg(long, env = "FIELDNOTES_MAX_SOCKETS_PER_USER", default_value_t = 32)]
+    pub max_sockets_per_user: usize,
+
+    /// Frames one socket may send per second (twice as many in a burst). A faster client is
+    /// not cut off: the server reads from it more slowly.
+    #[arg(long, env = "FIELDNOTES_MAX_FRAMES_PER_SECOND", default_value_t = 2000)]
+    pub max_frames_per_second: u32,
+
+    /// Bytes one socket may send per second (twice as many in a burst), paced like frames.
+    #[arg(long, env = "FIELDNOTES_MAX_BYTES_PER_SECOND", default_value_t = 16 * 1024 * 1024)]
+    pub max_bytes_per_second: u64,
+
+    /// Bytes the server may hold for a socket that does not read what it is sent; beyond
+    /// that the socket is closed (code 1013, "too slow") and the client reconnects.
+    #[arg(long, env = "FIELDNOTES_MAX_OUTGOING_QUEUE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_outgoing_queue_bytes: usize,
+
+    /// Documents one socket may have open at once.
+    #[arg(long, env = "FIELDNOTES_MAX_OPEN_DOCUMENTS", default_value_t = fieldnotes_sync::hub::DEFAULT_MAX_OPEN_DOCUMENTS_PER_CONNECTION)]
+    pub max_open_documents: usize,
+
+    /// Bytes in one ephemeral (presence) message; a larger one closes the socket.
+    #[arg(long, env = "FIELDNOTES_MAX_EPHEMERAL_BYTES", default_value_t = fieldnotes_sync::hub::DEFAULT_MAX_EPHEMERAL_BYTES)]
+    pub max_ephemeral_bytes: usize,
+
+    /// Ephemeral messages one socket may send per second (twice as many in a burst); more
+    /// are dropped.
+    #[arg(long, env = "FIELDNOTES_MAX_EPHEMERAL_PER_SECOND", default_value_t = fieldnotes_sync::hub::DEFAULT_EPHEMERAL_PER_SECOND)]
+    pub max_ephemeral_per_second: u32,
+
+    /// Seconds an HTTP client has to send a request's headers, from connecting or from the
+    /// end of its previous request; idle keep-alive connections close after it too.
+    #[arg(
+        long = "header-read-timeout",
+        env = "FIELDNOTES_HEADER_READ_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a sync socket may go without answering the server's pings before it is closed.
+    #[arg(
+        long = "idle-timeout",
+        env = "FIELDNOTES_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub idle_timeout_secs: u64,
+
+    /// Password hashes (sign-in, setup, invitations) computed at once; each takes 19 MiB and
+    /// a core for a moment. Others wait up to 10 s, then are asked to try again (503).
+    /// Default: the number of cores.
+    #[arg(long, env = "FIELDNOTES_MAX_CONCURRENT_PASSWORD_HASHES")]
+    pub max_concurrent_password_hashes: Option<usize>,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::limits::Limits {
+        let defaults = crate::limits::Limits::default();
+        crate::limits::Limits {
+            sockets_per_user: self.max_sockets_per_user.max(1),
+            frames_per_second: self.max_frames_per_second.max(1),
+            bytes_per_second: self.max_bytes_per_second.max(1),
+            outgoing_queue_bytes: self.max_outgoing_queue_bytes,
+            open_documents_per_connection: self.max_open_documents.max(1),
+            ephemeral_bytes: self.max_ephemeral_bytes,
+            ephemeral_per_second: self.max_ephemeral_per_second,
+            header_read_timeout: std::time::Duration::from_secs(
+                self.header_read_timeout_secs.max(1),
+            ),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs.max(2)),
+            concurrent_password_hashes: self
+                .max_concurrent_password_hashes
+                .unwrap_or(defaults.concurrent_password_hashes)
+                .max(1),
+            password_hash_wait: defaults.password_hash_wait,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

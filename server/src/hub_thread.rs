@@ -1,13 +1,21 @@
 //! The hub's home: one OS thread that owns the [`Hub`] and its SQLite
-//! connection. Socket tasks send it commands over a bounded channel; it drains
-//! every command waiting into one batch, commits once, then sends.
+//! connection. Socket tasks queue their events in their user's lane of a [`FairQueue`]; the
+//! thread takes up to 512 of them into one batch (one per user in turn), commits once, then
+//! sends.
 //!
 //! **Invariant:** frames leave for the sockets only after `Hub::finish_batch`
 //! has committed the batch they answer.
+//!
+//! **Supervision:** the hub catches a panic in one frame itself (it closes that connection
+//! and keeps nothing of the frame). This thread catches the rest: a panicking database job
+//! fails only its own request, a panicking batch is rolled back and its connections closed
+//! as after a storage failure. Either is logged and counted (`fieldnotes_panics_caught_total`);
+//! the thread keeps serving everyone else.
 
 use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +24,8 @@ use fieldnotes_sync::{CloseReason, ConnectionId, Effect, Hub, HubConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access::{Principal, TeamPolicy};
+use crate::fair_queue::{FairQueue, UserLane};
+use crate::limits::Limit;
 use crate::metrics::Metrics;
 use crate::storage::SqliteStore;
 
@@ -38,14 +48,43 @@ pub const SIGNED_OUT_CLOSE_CODE: u16 = 4401;
 #[derive(Debug)]
 pub enum Outgoing {
     Frame(Vec<u8>),
-    Close { code: u16, reason: &'static str },
+    /// A WebSocket ping, from the socket's own keepalive.
+    Ping,
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
+
+/// How the hub thread reaches one socket's writer.
+pub struct SocketHandle {
+    pub frames: mpsc::Sender<Outgoing>,
+    /// Bytes of frames handed to the writer and not yet written to the socket.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Ends the socket at once with this close, even while the writer waits on a client that
+    /// does not read.
+    pub abort: Option<oneshot::Sender<Outgoing>>,
+}
+
+impl SocketHandle {
+    fn abort(&mut self, close: Outgoing) {
+        if let Some(abort) = self.abort.take() {
+            let _ = abort.send(close);
+        }
+    }
+}
+
+/// The close for a client that does not read what it is sent.
+const TOO_SLOW: Outgoing = Outgoing::Close {
+    code: 1013,
+    reason: "too slow to read; reconnect",
+};
 
 pub enum Command {
     Connected {
         connection: ConnectionId,
         principal: Principal,
-        outgoing: mpsc::Sender<Outgoing>,
+        socket: SocketHandle,
     },
     Frame {
         connection: ConnectionId,
@@ -66,7 +105,7 @@ pub enum Command {
 
 /// The handle socket tasks and routes use to reach the hub thread.
 pub struct HubHandle {
-    commands: mpsc::Sender<Command>,
+    queue: Arc<FairQueue<Command>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -76,21 +115,46 @@ impl HubHandle {
         store: SqliteStore,
         config: HubConfig,
         metrics: Arc<Metrics>,
+        outgoing_queue_bytes: usize,
     ) -> std::io::Result<Self> {
-        let (commands, receiver) = mpsc::channel(1024);
+        let queue = Arc::new(FairQueue::default());
         let hub = Hub::new(store, config).with_access_policy(TeamPolicy::default());
+        let inbox = queue.clone();
         let thread = std::thread::Builder::new()
             .name("fieldnotes-hub".into())
-            .spawn(move || run(hub, receiver, metrics))?;
+            .spawn(move || {
+                run(
+                    hub,
+                    &inbox,
+                    Shell {
+                        metrics,
+                        outgoing_queue_bytes,
+                    },
+                );
+                // Nothing is taken any more: say so to whoever sends next.
+                inbox.close();
+            })?;
         Ok(Self {
-            commands,
+            queue,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
-    /// Sends a command; false when the hub has stopped.
+    /// Sends control work (not a socket's event); false when the hub has stopped.
     pub async fn send(&self, command: Command) -> bool {
-        self.commands.send(command).await.is_ok()
+        self.queue.push_control(command)
+    }
+
+    /// The queue lane of a user's sockets: their events are served in turn with everyone
+    /// else's (see [`FairQueue`]).
+    pub fn lane(&self, user: &str) -> UserLane {
+        self.queue.lane(user)
+    }
+
+    /// Queues a socket's event in its user's lane, waiting while the lane is full; false when
+    /// the hub has stopped.
+    pub async fn send_from(&self, lane: &UserLane, command: Command) -> bool {
+        self.queue.push_user(lane, command).await
     }
 
     /// Runs a query on the hub's database connection.
@@ -122,7 +186,7 @@ impl HubHandle {
 
     /// Commits what is pending, closes every socket and waits for the thread.
     pub async fn shutdown(&self) {
-        let _ = self.commands.send(Command::Shutdown).await;
+        self.queue.push_control(Command::Shutdown);
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -159,35 +223,57 @@ fn close_for(reason: &CloseReason) -> Outgoing {
             code: SIGNED_OUT_CLOSE_CODE,
             reason: "signed out",
         },
+        CloseReason::InternalError => Outgoing::Close {
+            code: 1011,
+            reason: "internal error, reconnect",
+        },
     }
 }
 
-fn run(mut hub: ServerHub, mut commands: mpsc::Receiver<Command>, metrics: Arc<Metrics>) {
-    let mut sockets: HashMap<ConnectionId, mpsc::Sender<Outgoing>> = HashMap::new();
+/// What the hub thread needs besides the hub.
+struct Shell {
+    metrics: Arc<Metrics>,
+    outgoing_queue_bytes: usize,
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
+fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
+    let metrics = &shell.metrics;
+    let mut sockets: HashMap<ConnectionId, SocketHandle> = HashMap::new();
     let mut shutting_down = false;
-    while let Some(first) = commands.blocking_recv() {
+    let mut panics_seen = 0;
+    loop {
+        let batch = inbox.next_batch(MAX_BATCH);
+        if batch.is_empty() {
+            return;
+        }
         let started = Instant::now();
         let mut health_checks = Vec::new();
         let mut db_jobs = Vec::new();
         let mut revalidate = false;
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(command) = next.take() {
-            handled += 1;
+        // Each event's place in its user's lane is given back as soon as it was handled.
+        for queued in batch {
+            let command = queued.item;
             match command {
+                Command::Connected { socket, .. } if shutting_down => {
+                    let _ = socket.frames.try_send(Outgoing::Close {
+                        code: 1001,
+                        reason: "server shutting down",
+                    });
+                }
                 Command::Connected {
                     connection,
                     principal,
-                    outgoing,
+                    socket,
                 } => {
-                    if shutting_down {
-                        let _ = outgoing.try_send(Outgoing::Close {
-                            code: 1001,
-                            reason: "server shutting down",
-                        });
-                        continue;
-                    }
-                    sockets.insert(connection, outgoing);
+                    sockets.insert(connection, socket);
                     hub.access_mut().admit(connection, principal);
                     hub.handle_connected(connection);
                 }
@@ -203,21 +289,43 @@ fn run(mut hub: ServerHub, mut commands: mpsc::Receiver<Command>, metrics: Arc<M
                 Command::Revalidate => revalidate = true,
                 Command::Shutdown => shutting_down = true,
             }
-            if handled < MAX_BATCH && !shutting_down {
-                next = commands.try_recv().ok();
-            }
         }
 
-        let effects = hub.finish_batch();
+        let effects = match panic::catch_unwind(AssertUnwindSafe(|| hub.finish_batch())) {
+            Ok(effects) => effects,
+            Err(payload) => {
+                metrics.hub_thread_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    panic = panic_text(payload.as_ref()),
+                    "finishing a batch panicked; closing every connection"
+                );
+                close_everything(&mut hub, &mut sockets);
+                Vec::new()
+            }
+        };
         metrics.observe_commit(started.elapsed());
-        carry_out(&mut hub, &mut sockets, effects, &metrics);
+        if hub.counters().panics_caught > panics_seen {
+            panics_seen = hub.counters().panics_caught;
+            tracing::error!(
+                panic = hub.last_panic().unwrap_or_default(),
+                "handling a frame panicked; closed that connection and kept nothing of the frame"
+            );
+        }
+        carry_out(&mut hub, &mut sockets, effects, &shell);
 
         // Between batches: no transaction is open.
         for reply in health_checks {
             let _ = reply.send(hub.store_mut().ping().map_err(|e| e.to_string()));
         }
         for job in db_jobs {
-            job(hub.store_mut());
+            // A job that panics drops its reply, so its request fails alone.
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| job(hub.store_mut()))) {
+                metrics.hub_thread_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    panic = panic_text(payload.as_ref()),
+                    "a database job panicked"
+                );
+            }
         }
         if revalidate {
             let (policy, store) = hub.access_and_store_mut();
@@ -229,7 +337,7 @@ fn run(mut hub: ServerHub, mut commands: mpsc::Receiver<Command>, metrics: Arc<M
                     }
                     // Nothing to commit: this only hands out the closes.
                     let effects = hub.finish_batch();
-                    carry_out(&mut hub, &mut sockets, effects, &metrics);
+                    carry_out(&mut hub, &mut sockets, effects, &shell);
                 }
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "cannot check sessions"),
@@ -245,24 +353,34 @@ fn run(mut hub: ServerHub, mut commands: mpsc::Receiver<Command>, metrics: Arc<M
 
         if shutting_down {
             for (connection, socket) in sockets.drain() {
-                let _ = socket.try_send(Outgoing::Close {
+                let _ = socket.frames.try_send(Outgoing::Close {
                     code: 1001,
                     reason: "server shutting down",
                 });
                 hub.handle_disconnected(connection);
             }
+            inbox.close();
             tracing::info!("hub stopped; all batches committed");
             return;
         }
     }
 }
 
+/// After a panic the hub could not contain: nothing of the batch is kept, every connection
+/// closes, and every client reconnects to what is stored.
+fn close_everything(hub: &mut ServerHub, sockets: &mut HashMap<ConnectionId, SocketHandle>) {
+    hub.reset();
+    for (_, mut socket) in sockets.drain() {
+        socket.abort(close_for(&CloseReason::InternalError));
+    }
+}
+
 /// Hands a committed batch's effects to the sockets.
 fn carry_out(
     hub: &mut ServerHub,
-    sockets: &mut HashMap<ConnectionId, mpsc::Sender<Outgoing>>,
+    sockets: &mut HashMap<ConnectionId, SocketHandle>,
     effects: Vec<Effect>,
-    metrics: &Metrics,
+    shell: &Shell,
 ) {
     if let Some(error) = hub.last_storage_error().filter(|_| {
         effects.iter().any(|e| {
@@ -280,17 +398,27 @@ fn carry_out(
     for effect in effects {
         match effect {
             Effect::Send { connection, frame } => {
-                let Some(socket) = sockets.get(&connection) else {
+                let Some(socket) = sockets.get_mut(&connection) else {
                     continue;
                 };
-                if socket.try_send(Outgoing::Frame(frame)).is_err() {
-                    // Full queue: the client is not reading. Dropping a
-                    // frame would break the sync protocol, so close it.
+                let length = frame.len();
+                let queued = socket.queued_bytes.fetch_add(length, Ordering::Relaxed) + length;
+                let fits = queued <= shell.outgoing_queue_bytes
+                    && socket.frames.try_send(Outgoing::Frame(frame)).is_ok();
+                if !fits {
+                    // The client is not reading. Dropping a frame would break the sync
+                    // protocol, so close it; it syncs again from the store when it is back.
                     tracing::warn!(
                         connection = connection.0,
+                        queued,
                         "closing a connection that does not read"
                     );
-                    metrics.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+                    shell
+                        .metrics
+                        .slow_consumer_closes
+                        .fetch_add(1, Ordering::Relaxed);
+                    shell.metrics.limit_hits.hit(Limit::OutgoingQueue);
+                    socket.abort(TOO_SLOW);
                     sockets.remove(&connection);
                     hub.handle_disconnected(connection);
                 }
@@ -304,8 +432,10 @@ fn carry_out(
                         tracing::info!(connection = connection.0, reason = ?other, "closing connection")
                     }
                 }
-                if let Some(socket) = sockets.remove(&connection) {
-                    let _ = socket.try_send(close_for(&reason));
+                if let Some(mut socket) = sockets.remove(&connection)
+                    && socket.frames.try_send(close_for(&reason)).is_err()
+                {
+                    socket.abort(close_for(&reason));
                 }
             }
         }

@@ -13,14 +13,16 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod fair_queue;
+pub mod http;
 pub mod hub_thread;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod storage;
 
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,7 @@ use tokio::net::TcpListener;
 use crate::auth::throttle::Throttle;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::hub_thread::{Command, HubHandle};
+use crate::limits::{Limit, Limits, SocketCounts};
 use crate::metrics::Metrics;
 use crate::storage::SqliteStore;
 
@@ -51,6 +54,8 @@ pub struct ServerOptions {
     pub max_frame_bytes: usize,
     /// Mark the session cookie `Secure` (the server is reached over TLS).
     pub secure_cookies: bool,
+    /// What one client may cost (`limits`).
+    pub limits: Limits,
 }
 
 impl ServerOptions {
@@ -60,6 +65,7 @@ impl ServerOptions {
             web_dir: None,
             max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
             secure_cookies: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -77,6 +83,9 @@ struct Inner {
     max_frame_bytes: usize,
     secure_cookies: bool,
     throttle: Throttle,
+    limits: Limits,
+    sockets: Arc<SocketCounts>,
+    password_hashes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Shared by every route. Cheap to clone.
@@ -121,9 +130,17 @@ impl AppState {
         tracing::info!(storage_id = %storage_id, "storage ready");
         let mut config = HubConfig::new(PeerId::from(SERVER_PEER_ID), storage_id);
         config.max_frame_bytes = options.max_frame_bytes;
+        config.max_open_documents_per_connection = options.limits.open_documents_per_connection;
+        config.max_ephemeral_bytes = options.limits.ephemeral_bytes;
+        config.ephemeral_per_second = options.limits.ephemeral_per_second;
         let metrics = Arc::new(Metrics::default());
-        let hub = HubHandle::spawn(store, config, metrics.clone())
-            .context("cannot start the hub thread")?;
+        let hub = HubHandle::spawn(
+            store,
+            config,
+            metrics.clone(),
+            options.limits.outgoing_queue_bytes,
+        )
+        .context("cannot start the hub thread")?;
         Ok(Self {
             inner: Arc::new(Inner {
                 hub,
@@ -133,6 +150,11 @@ impl AppState {
                 max_frame_bytes: options.max_frame_bytes,
                 secure_cookies: options.secure_cookies,
                 throttle: Throttle::default(),
+                limits: options.limits.clone(),
+                sockets: Arc::new(SocketCounts::default()),
+                password_hashes: Arc::new(tokio::sync::Semaphore::new(
+                    options.limits.concurrent_password_hashes.max(1),
+                )),
             }),
         })
     }
@@ -151,6 +173,26 @@ impl AppState {
     }
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
+    }
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+    pub fn sockets(&self) -> &Arc<SocketCounts> {
+        &self.inner.sockets
+    }
+    /// Waits for one of the password hashes that may run at once; `None` when the server is
+    /// too busy to start another within the limit's wait.
+    pub async fn password_hash_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let wait = self.inner.limits.password_hash_wait;
+        let permits = self.inner.password_hashes.clone();
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        self.metrics().limit_hits.hit(Limit::PasswordHashes);
+        tokio::time::timeout(wait, permits.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
     /// Checks every open connection's session now (after a sign-out).
     pub async fn revalidate_now(&self) {
@@ -179,10 +221,11 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .with_state(state);
-    match web_dir {
+    let router = match web_dir {
         Some(dir) => router.fallback_service(routes::web::router(&dir)),
         None => router.fallback(|| async { error::AppError::NotFound }),
-    }
+    };
+    router.layer(axum::middleware::from_fn(routes::headers::security_headers))
 }
 
 /// Serves until `shutdown` completes, then stops accepting, commits what the
@@ -202,17 +245,18 @@ pub async fn run(
             ticker_state.revalidate_now().await;
         }
     });
-    axum::serve(
+    let header_read_timeout = state.limits().header_read_timeout;
+    http::serve(
         listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        app(state.clone()),
+        header_read_timeout,
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing writes and closing sockets");
+            hub_state.hub().shutdown().await;
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing writes and closing sockets");
-        hub_state.hub().shutdown().await;
-    })
-    .await
-    .context("server failed")?;
+    .await;
     ticker.abort();
     state.hub().shutdown().await;
     tracing::info!("stopped");
@@ -263,6 +307,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         web_dir: Some(args.web_dir.clone()),
         max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
         secure_cookies: args.secure_cookies,
+        limits: args.limits.limits(),
     };
     let state = AppState::open(&options)?;
     if !args.web_dir.is_dir() {

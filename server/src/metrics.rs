@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use fieldnotes_sync::HubCounters;
 
+use crate::limits::{Limit, LimitHits};
+
 /// Upper bounds of the commit-latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -18,6 +20,12 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub documents_loaded: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    /// Limits the sockets and routes enforce (the hub counts its own).
+    pub limit_hits: LimitHits,
+    /// Panics the hub thread caught outside a frame (a database job, a batch).
+    pub hub_thread_panics: AtomicU64,
+    /// Password hashes and verifications computed (each costs 19 MiB and a core for a moment).
+    pub password_hashes: AtomicU64,
     hub: Mutex<HubCounters>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -161,6 +169,40 @@ impl Metrics {
             "Connections closed because they did not read fast enough.",
             self.slow_consumer_closes.load(Ordering::Relaxed),
         );
+
+        metric(
+            "fieldnotes_panics_caught_total",
+            "counter",
+            "Panics caught while handling a frame or a database job; each cost one connection or one request.",
+            hub.panics_caught + self.hub_thread_panics.load(Ordering::Relaxed),
+        );
+        metric(
+            "fieldnotes_password_hashes_total",
+            "counter",
+            "Password hashes and verifications computed.",
+            self.password_hashes.load(Ordering::Relaxed),
+        );
+        metric(
+            "fieldnotes_pushes_denied_total",
+            "counter",
+            "Changes withheld from connections whose user may no longer see the document.",
+            hub.pushes_denied,
+        );
+        let name = "fieldnotes_limit_hits_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Times a client reached one of the server's limits (see `fieldnotes serve --help`).\n# TYPE {name} counter"
+        );
+        let hub_limits = [
+            ("sync_message", hub.sync_messages_refused),
+            ("open_documents", hub.open_document_limit_hits),
+            ("ephemeral_bytes", hub.ephemeral_too_large),
+            ("ephemeral_per_second", hub.ephemeral_rate_limited),
+        ];
+        let shell_limits = Limit::ALL.map(|limit| (limit.label(), self.limit_hits.get(limit)));
+        for (label, value) in hub_limits.into_iter().chain(shell_limits) {
+            let _ = writeln!(out, "{name}{{limit=\"{label}\"}} {value}");
+        }
 
         let name = "fieldnotes_storage_commit_seconds";
         let _ = writeln!(

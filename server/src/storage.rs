@@ -117,6 +117,16 @@ pub enum StorageError {
 pub struct SqliteStore {
     connection: Connection,
     in_transaction: bool,
+    frame: FrameSavepoint,
+}
+
+/// The savepoint that lets one frame's writes be taken back alone (`DocStore::undo_frame`).
+/// Opened lazily at the frame's first write, so frames that write nothing cost no SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameSavepoint {
+    None,
+    Wanted,
+    Open,
 }
 
 impl SqliteStore {
@@ -149,6 +159,7 @@ impl SqliteStore {
         Ok(Self {
             connection,
             in_transaction: false,
+            frame: FrameSavepoint::None,
         })
     }
 
@@ -254,6 +265,10 @@ impl SqliteStore {
             self.connection.execute_batch("BEGIN IMMEDIATE")?;
             self.in_transaction = true;
         }
+        if self.frame == FrameSavepoint::Wanted {
+            self.connection.execute_batch("SAVEPOINT frame")?;
+            self.frame = FrameSavepoint::Open;
+        }
         Ok(())
     }
 }
@@ -344,9 +359,11 @@ impl DocStore for SqliteStore {
     }
 
     fn commit(&mut self) -> Result<(), Self::Error> {
+        self.frame = FrameSavepoint::None;
         if self.in_transaction {
             // Whether COMMIT succeeds or not, the transaction is over: on
             // failure SQLite has rolled it back or we do so in rollback().
+            // COMMIT also releases the frame's savepoint.
             let result = self.connection.execute_batch("COMMIT");
             if result.is_ok() {
                 self.in_transaction = false;
@@ -362,6 +379,26 @@ impl DocStore for SqliteStore {
             let _ = self.connection.execute_batch("ROLLBACK");
             self.in_transaction = false;
         }
+        self.frame = FrameSavepoint::None;
+    }
+
+    fn begin_frame(&mut self) {
+        if self.frame == FrameSavepoint::Open {
+            // The previous frame's writes join the batch. Fails only if SQLite already ended
+            // the transaction on its own, which the next write or the commit reports.
+            let _ = self.connection.execute_batch("RELEASE frame");
+        }
+        self.frame = FrameSavepoint::Wanted;
+    }
+
+    fn undo_frame(&mut self) -> Result<(), Self::Error> {
+        let open = self.frame == FrameSavepoint::Open;
+        self.frame = FrameSavepoint::None;
+        if open {
+            self.connection
+                .execute_batch("ROLLBACK TO frame; RELEASE frame")?;
+        }
+        Ok(())
     }
 }
 
@@ -415,6 +452,44 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn undo_frame_takes_back_only_the_last_frames_writes() {
+        let mut store = SqliteStore::open_in_memory().unwrap();
+        store.begin_frame();
+        store.append_changes(&id(1), b"first frame").unwrap();
+        store.begin_frame();
+        store.append_changes(&id(1), b"second frame").unwrap();
+        store
+            .save_sync_state(&id(1), &StorageId::from("p"), b"s")
+            .unwrap();
+        store.undo_frame().unwrap();
+        // A frame that writes nothing undoes nothing.
+        store.begin_frame();
+        store.undo_frame().unwrap();
+        store.begin_frame();
+        store.append_changes(&id(2), b"third frame").unwrap();
+        store.commit().unwrap();
+        assert_eq!(
+            store.load_chunks(&id(1)).unwrap(),
+            vec![b"first frame".to_vec()]
+        );
+        assert_eq!(
+            store.load_chunks(&id(2)).unwrap(),
+            vec![b"third frame".to_vec()]
+        );
+        assert_eq!(
+            store
+                .load_sync_state(&id(1), &StorageId::from("p"))
+                .unwrap(),
+            None
+        );
+        // The next batch starts clean.
+        store.begin_frame();
+        store.append_changes(&id(3), b"next batch").unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.load_chunks(&id(3)).unwrap().len(), 1);
     }
 
     #[test]

@@ -441,3 +441,144 @@ async fn an_unsupported_protocol_version_gets_error_and_close() {
     expect_error_or_close(&mut ws, "join with no versions", &sent).await;
     s.assert_healthy("join with no versions", None).await;
 }
+
+/// A value from /metrics (the first line starting with `name`, labels included).
+fn metric(server: &Server, name: &str) -> u64 {
+    let (status, body) = common::server::http_get(server.port, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "/metrics");
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .filter(|rest| rest.starts_with(' '))
+                .map(|v| v.trim().parse::<f64>().expect("metric value") as u64)
+        })
+        .unwrap_or_else(|| panic!("/metrics has no {name}:\n{body}"))
+}
+
+#[tokio::test]
+async fn a_bloom_filter_without_bits_closes_only_its_sender_and_the_server_keeps_serving() {
+    // One `have` whose bloom filter has zero bits per entry, for a document the server has:
+    // automerge divided by zero on it, the hub thread died, and every upgrade after that was
+    // answered 503 until a restart.
+    let mut s = Scenario::new().await;
+    let mut p = Peer::join(&s.url(), &new_peer_id("zero-bloom")).await;
+    let data = cbor::unhex("42000001000301000100");
+    let msg = raw::doc_msg("sync", &p.id, &p.server_id, &s.doc_id, data);
+    let bytes = cbor::encode(&msg);
+    let sent = short_hex(&bytes);
+    raw::send_raw(&mut p.ws, bytes).await;
+    let outcome = expect_error_or_close(&mut p.ws, "zero-bit bloom filter", &sent).await;
+    assert!(
+        outcome.contains("bloom filter"),
+        "the error says what was wrong: {outcome}"
+    );
+    s.assert_healthy("zero-bit bloom filter", None).await;
+    for n in 0..3 {
+        Peer::join(&s.url(), &new_peer_id(&format!("after-{n}")))
+            .await
+            .close()
+            .await;
+    }
+    assert_eq!(metric(&s.server, "fieldnotes_panics_caught_total"), 0);
+    assert_eq!(
+        metric(
+            &s.server,
+            "fieldnotes_limit_hits_total{limit=\"sync_message\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_document_id_of_two_hundred_thousand_characters_is_refused_at_once() {
+    // base58 decoding costs the square of the text's length: 200,000 characters kept the hub
+    // busy for seconds, an 8 MiB one for hours, and nobody else synced meanwhile.
+    let mut s = Scenario::new().await;
+    let mut p = Peer::join(&s.url(), &new_peer_id("long-id")).await;
+    let long_id = "2".repeat(200_000);
+    let msg = raw::doc_msg(
+        "request",
+        &p.id,
+        &p.server_id,
+        &long_id,
+        vec![0x42, 0, 0, 0, 0],
+    );
+    let started = std::time::Instant::now();
+    raw::send_raw(&mut p.ws, cbor::encode(&msg)).await;
+    let outcome =
+        expect_error_or_close(&mut p.ws, "long document id", "a 200,000-character id").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refusing the id took {:?}",
+        started.elapsed()
+    );
+    assert!(outcome.contains("documentId"), "{outcome}");
+    s.assert_healthy("long document id", None).await;
+}
+
+/// The server process's peak resident memory so far, in bytes (`VmHWM`).
+fn peak_rss(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM in /proc/PID/status")
+        * 1024
+}
+
+fn deflate(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[tokio::test]
+async fn a_compressed_change_of_deflated_zeros_does_not_blow_up_the_servers_memory() {
+    // Half a megabyte of deflated zeros inflates to half a gigabyte. automerge inflates
+    // compressed chunks before it checks anything: a 1 MiB one took the server's peak memory
+    // from 10 MB to 3 GB.
+    let mut s = Scenario::new().await;
+    let compressed = deflate(&vec![0u8; 512 * 1024 * 1024]);
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    leb128(&mut chunk, compressed.len() as u64);
+    chunk.extend(compressed);
+    let mut data = vec![0x42, 0x00, 0x00, 0x00, 0x01];
+    leb128(&mut data, chunk.len() as u64);
+    data.extend(chunk);
+    assert!(data.len() < 2 * 1024 * 1024, "{} bytes", data.len());
+
+    let before = peak_rss(&s.server);
+    let mut p = Peer::join(&s.url(), &new_peer_id("deflate-bomb")).await;
+    let msg = raw::doc_msg("sync", &p.id, &p.server_id, &s.doc_id, data);
+    raw::send_raw(&mut p.ws, cbor::encode(&msg)).await;
+    let outcome =
+        expect_error_or_close(&mut p.ws, "deflate bomb", "a compressed chunk of zeros").await;
+    assert!(outcome.contains("inflates"), "{outcome}");
+    let after = peak_rss(&s.server);
+    eprintln!(
+        "peak RSS {} MB before, {} MB after",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        after < before + (200 << 20),
+        "peak memory grew from {} MB to {} MB",
+        before >> 20,
+        after >> 20
+    );
+    s.assert_healthy("deflate bomb", None).await;
+}

@@ -101,8 +101,13 @@ impl Server {
     /// tests themselves against the reference server, which has no sign-in and no admin command)
     /// no user is made and `sync()` connects without credentials.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with_flags(data_dir, &[])
+    }
+
+    /// [`Server::start`] with more `fieldnotes serve` flags (limits, say).
+    pub fn start_with_flags(data_dir: &Path, flags: &[&str]) -> Server {
         let bin = server_bin();
-        let mut server = Server::start_with(&bin, data_dir);
+        let mut server = Server::start_program(&bin, data_dir, flags);
         if bin
             .file_name()
             .is_none_or(|n| n != "reference-server-as-bin.sh")
@@ -115,11 +120,16 @@ impl Server {
     /// Start another program with our server's command line (the reference JS server through
     /// `tests/node/reference-server-as-bin.sh`).
     pub fn start_with(bin: &Path, data_dir: &Path) -> Server {
+        Server::start_program(bin, data_dir, &[])
+    }
+
+    fn start_program(bin: &Path, data_dir: &Path, flags: &[&str]) -> Server {
         let bin = bin.to_path_buf();
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut child = Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -88,3 +88,30 @@ async fn shell_files_are_never_cached_stale_and_unknown_routes_get_the_shell() {
     let (status, _, _) = get(&dir, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn every_response_holds_the_browser_to_what_the_app_needs() {
+    let dir = web_dir();
+    for path in [
+        "/",
+        "/app-1a2b3c4d5e.js",
+        "/healthz",
+        "/api/session",
+        "/missing-asset.js",
+    ] {
+        let (_, headers, _) = get(&dir, path, None).await;
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+            "{path}: {csp}"
+        );
+        assert!(
+            !csp.contains("script-src 'self' 'unsafe-inline'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin", "{path}");
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+    }
+}

@@ -608,6 +608,70 @@ async fn a_user_taken_out_of_a_team_loses_it_at_once_and_keeps_the_other() {
 }
 
 #[tokio::test]
+async fn a_socket_of_another_team_hears_nothing_more_of_a_team_its_user_left() {
+    // Mia is in North and South. On a socket opened for South she follows a North account;
+    // then she is taken out of North. Her South socket stays open (South is still hers), but
+    // a North member's later edits must not reach it.
+    let two = Two::new().await;
+    let mia = two.mia_in_both_teams("rep");
+    let mut on_south = Peer::join(&two.ep(&mia).team(&two.south.id), &new_peer_id("mia-s")).await;
+    let (r, mut mias_copy, mut mias_state) = on_south
+        .pull(&two.north_doc_id, None)
+        .await
+        .expect("before: mia reads North's document from her South socket");
+    assert_eq!(r, Synced::Done);
+
+    let out = two.admin.remove_from_team(&mia.email, &two.north.id);
+    assert_eq!(out.status, 0, "remove-from-team: {}", out.stderr);
+    // The server checks open sockets every 5 seconds; give it two rounds.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+
+    let mut nils = Peer::join(&two.ep(&two.nils), &new_peer_id("nils")).await;
+    let (_, mut north_doc, mut state) = nils
+        .pull(&two.north_doc_id, None)
+        .await
+        .expect("nils reads North's document");
+    north_doc
+        .put(ROOT, "name", "Renamed after Mia left")
+        .unwrap();
+    north_doc.commit();
+    nils.push(&two.north_doc_id, &mut north_doc, &mut state)
+        .await
+        .expect("nils's rename is acknowledged");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        match on_south.recv(Duration::from_millis(200)).await {
+            Recv::Msg(m) if m.get_str("documentId") == Some(two.north_doc_id.as_str()) => {
+                if let Some(data) = m.get_bytes("data") {
+                    let message = sync::Message::decode(data).unwrap();
+                    mias_copy
+                        .sync()
+                        .receive_sync_message(&mut mias_state, message)
+                        .unwrap();
+                }
+                let name = automerge::ReadDoc::get(&mias_copy, ROOT, "name")
+                    .unwrap()
+                    .map(|(value, _)| value.to_string());
+                assert!(
+                    !name.is_some_and(|n| n.contains("Renamed after Mia left")),
+                    "North's change reached the South socket of a user who left North"
+                );
+            }
+            Recv::Closed(close) => panic!("mia's South socket closed: {close:?}"),
+            _ => {}
+        }
+    }
+    // And South still works on that very socket.
+    let id = new_doc_id();
+    let mut doc = common::account_doc(6, 2);
+    on_south
+        .push(&id, &mut doc, &mut sync::State::new())
+        .await
+        .expect("mia still pushes on South");
+}
+
+#[tokio::test]
 async fn a_disabled_user_is_refused_everywhere_and_disconnected() {
     let two = Two::new().await;
     let mut live = Peer::join(&two.ep(&two.ana), &new_peer_id("ana")).await;
@@ -1221,6 +1285,15 @@ async fn sign_in_answers_the_same_for_a_wrong_password_and_an_unknown_email() {
         "Set-Cookie over X-Forwarded-Proto: https must be Secure: {:?}",
         r.header("set-cookie")
     );
+    // and carries the `__Host-` prefix, which the browser keeps from other hosts
+    let secure = r.header("set-cookie").unwrap().to_string();
+    assert!(
+        secure.starts_with("__Host-fieldnotes_session="),
+        "the Secure cookie is `__Host-` prefixed: {secure}"
+    );
+    let pair = secure.split(';').next().unwrap();
+    let r = http(two.port(), "GET", "/api/session", &[("Cookie", pair)], None);
+    assert_eq!(r.status, 200, "the __Host- cookie signs in: {}", r.body);
     let teams = r.json()["teams"].clone();
     assert_eq!(teams[0]["role"], "manager", "{teams}");
 }
@@ -1294,6 +1367,31 @@ async fn five_failed_sign_ins_lock_the_email_even_for_the_right_password() {
     // the lock is per email: another user signs in from the same address
     let r = sign_in(two.port(), &two.nils.email, &two.nils.password);
     assert_eq!(r.status, 200, "another email is not locked: {}", r.body);
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_get_past_the_throttle() {
+    // The throttle used to check, then verify, then count: twenty attempts started together all
+    // passed the check before any was counted.
+    let two = Two::new().await;
+    let email = two.ana.email.clone();
+    let threads: Vec<_> = (0..20)
+        .map(|n| {
+            let port = two.port();
+            let body =
+                serde_json::json!({"email": email, "password": format!("wrong password {n}")})
+                    .to_string();
+            std::thread::spawn(move || http(port, "POST", "/api/session", &[], Some(&body)).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (verified, locked),
+        (5, 15),
+        "five attempts may be verified, the rest are locked out: {statuses:?}"
+    );
 }
 
 #[tokio::test]

@@ -149,13 +149,19 @@ pub fn build(options: &Options) -> Result<Report> {
         "STYLES",
         publish_hashed(&static_dir.join("styles.css"), &dist, "styles", "css")?,
     );
+    // The boot script names the app's files, so it is filled in before its own name is hashed.
+    let boot = fill(&fs::read_to_string(static_dir.join("boot.js"))?, &names);
+    names.insert("BOOT_JS", publish_hashed_text(&boot, &dist, "boot", "js")?);
 
     // Files with stable names: the entry points a browser asks for by name.
     let mut stable = Vec::new();
     for entry in fs::read_dir(&static_dir)? {
         let path = entry?.path();
         let name = file_name(&path);
-        if matches!(name.as_str(), "styles.css" | "index.html" | "sw.js") {
+        if matches!(
+            name.as_str(),
+            "styles.css" | "index.html" | "sw.js" | "boot.js"
+        ) {
             continue;
         }
         fs::copy(&path, dist.join(&name))?;
@@ -204,6 +210,12 @@ fn publish_hashed(source: &Path, dist: &Path, stem: &str, extension: &str) -> Re
     let bytes = fs::read(source).with_context(|| format!("could not read {}", source.display()))?;
     let name = format!("{stem}-{}.{extension}", short_hash(&bytes));
     fs::write(dist.join(&name), bytes)?;
+    Ok(name)
+}
+
+fn publish_hashed_text(text: &str, dist: &Path, stem: &str, extension: &str) -> Result<String> {
+    let name = format!("{stem}-{}.{extension}", short_hash(text.as_bytes()));
+    fs::write(dist.join(&name), text)?;
     Ok(name)
 }
 

@@ -563,11 +563,8 @@ pub struct FirstAdmin<'a> {
 }
 
 /// Uses the setup token: creates the team and its administrator (a manager of it).
-pub fn complete_setup(
-    connection: &mut Connection,
-    token: &str,
-    admin: FirstAdmin<'_>,
-) -> Result<(User, Team)> {
+/// `Ok` when `token` is the live setup link's and no administrator exists yet.
+pub fn check_setup_token(connection: &Connection, token: &str) -> Result<()> {
     let stored: Option<String> = connection
         .query_row(
             "SELECT value FROM meta WHERE key = 'setup_token_sha256'",
@@ -584,6 +581,15 @@ pub fn complete_setup(
     if !matches || admin_exists(connection)? {
         return Err(AuthError::LinkNotValid);
     }
+    Ok(())
+}
+
+pub fn complete_setup(
+    connection: &mut Connection,
+    token: &str,
+    admin: FirstAdmin<'_>,
+) -> Result<(User, Team)> {
+    check_setup_token(connection, token)?;
     // One transaction: a refused form (an email already taken, say) leaves nothing behind.
     let tx = connection.transaction()?;
     let team = insert_team(&tx, admin.team_name)?;

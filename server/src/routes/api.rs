@@ -19,6 +19,9 @@ use crate::AppState;
 use crate::auth::{self, AuthError, Session, SessionInfo, SessionKind, password};
 
 pub const SESSION_COOKIE: &str = "fieldnotes_session";
+/// The cookie's name over TLS: browsers accept a `__Host-` cookie only when it is `Secure`,
+/// has `Path=/` and no `Domain`, so no other host (a sibling subdomain) can set or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-fieldnotes_session";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -60,6 +63,15 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "The server is shutting down. Try again in a minute.",
         )
+    }
+
+    fn busy() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "The server is busy signing other people in. Try again in a minute."
+                .to_owned(),
+            retry_after: Some(30),
+        }
     }
 }
 
@@ -156,7 +168,14 @@ pub fn request_token(headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        // The `__Host-` one first: a plain cookie of the same session cannot shadow it.
+        .fold(None, |found: Option<(&str, &str)>, (name, value)| {
+            match (found, name) {
+                (_, SECURE_SESSION_COOKIE) => Some((name, value)),
+                (None, SESSION_COOKIE) => Some((name, value)),
+                (found, _) => found,
+            }
+        })
         .map(|(_, value)| value.to_string())
         .filter(|token| !token.is_empty())
 }
@@ -197,9 +216,13 @@ fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 fn session_cookie(token: &str, max_age_s: u64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
+    let (name, secure) = if secure {
+        (SECURE_SESSION_COOKIE, "; Secure")
+    } else {
+        (SESSION_COOKIE, "")
+    };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+        "{name}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
     ))
     .expect("token is URL-safe base64")
 }
@@ -214,11 +237,34 @@ fn signed_in(token: &str, info: SessionInfo, secure: bool) -> Response {
     response
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    password::check_strength(&password)?;
-    tokio::task::spawn_blocking(move || password::hash(&password))
+/// Runs one password hash or verification on the blocking pool, once one of the few that may
+/// run at once is free (each takes 19 MiB and a core for a moment).
+async fn with_hash_permit<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = state
+        .password_hash_permit()
         .await
-        .map_err(|e| AuthError::Hashing(e.to_string()))?
+        .ok_or_else(ApiError::busy)?;
+    state
+        .metrics()
+        .password_hashes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let result = tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(|e| AuthError::Hashing(e.to_string()))?;
+    Ok(result)
+}
+
+async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
+    password::check_strength(&password)?;
+    with_hash_permit(state, move || password::hash(&password))
+        .await?
         .map_err(ApiError::from)
 }
 
@@ -245,7 +291,8 @@ async fn authenticate(
             "Type your email and password.",
         ));
     }
-    if let Err(locked) = state.throttle().check(&email, address, Instant::now()) {
+    // Counted as failed before anything is verified, so parallel attempts cannot all pass.
+    if let Err(locked) = state.throttle().begin(&email, address, Instant::now()) {
         return Err(ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: locked.message,
@@ -260,21 +307,19 @@ async fn authenticate(
         .ok_or_else(ApiError::unavailable)??;
     let password = credentials.password.clone();
     let stored = found.as_ref().map(|(_, hash)| hash.clone());
-    let valid = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
-        .await
-        .unwrap_or(false);
+    let valid = with_hash_permit(state, move || {
+        password::verify(&password, stored.as_deref())
+    })
+    .await?;
     match found {
         Some((user, _)) if valid => {
-            state.throttle().record_success(&email);
+            state.throttle().succeeded(&email, address);
             if user.disabled {
                 return Err(AuthError::Disabled.into());
             }
             Ok(user)
         }
         _ => {
-            state
-                .throttle()
-                .record_failure(&email, address, Instant::now());
             tracing::info!(?address, "failed sign-in");
             Err(AuthError::WrongCredentials.into())
         }
@@ -409,7 +454,14 @@ async fn setup(
     auth::check_name(&form.name, "your name")?;
     auth::normalize_email(&form.email)?;
     auth::check_name(&form.team_name, "your team's name")?;
-    let hash = hash_password(form.password).await?;
+    // The link before the password: nobody without it makes the server hash anything.
+    let token = form.token.clone();
+    state
+        .hub()
+        .db(move |store| auth::check_setup_token(store.connection_mut(), &token))
+        .await
+        .ok_or_else(ApiError::unavailable)??;
+    let hash = hash_password(&state, form.password).await?;
     let (token, info) = state
         .hub()
         .db(move |store| {
@@ -516,7 +568,7 @@ async fn accept_invitation(
         None => {
             auth::check_name(&form.name, "your name")?;
             Joiner::New {
-                password_hash: hash_password(form.password.clone()).await?,
+                password_hash: hash_password(&state, form.password.clone()).await?,
             }
         }
     };
@@ -579,5 +631,28 @@ mod tests {
         assert_eq!(request_token(&h), None);
         let h = headers(&[("authorization", "Basic abc")]);
         assert_eq!(request_token(&h), None);
+        // Over TLS the cookie is `__Host-` prefixed, and that one wins over a plain one.
+        let h = headers(&[
+            ("host", "app.example"),
+            (
+                "cookie",
+                "fieldnotes_session=planted; __Host-fieldnotes_session=real",
+            ),
+        ]);
+        assert_eq!(request_token(&h).as_deref(), Some("real"));
+    }
+
+    #[test]
+    fn secure_cookies_carry_the_host_prefix() {
+        let cookie = session_cookie("t", 60, true);
+        let cookie = cookie.to_str().unwrap();
+        assert!(
+            cookie.starts_with("__Host-fieldnotes_session=t;"),
+            "{cookie}"
+        );
+        assert!(cookie.contains("; Secure") && cookie.contains("Path=/"));
+        assert!(!cookie.contains("Domain"));
+        let plain = session_cookie("t", 60, false);
+        assert!(plain.to_str().unwrap().starts_with("fieldnotes_session=t;"));
     }
 }

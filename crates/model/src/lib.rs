@@ -4,8 +4,11 @@
 //!
 //! **Boundary:** this crate does no IO. It reads no clock and draws no random numbers: the
 //! caller passes the time (`now_millis`, unix milliseconds) and the random bytes for ids
-//! ([`new_id`]) and device actors ([`Editor::new`]). It builds for native targets and for
-//! `wasm32-unknown-unknown`, so the browser and the server share one behaviour.
+//! ([`new_id`]) and device actors ([`Editor::new`]). (automerge itself draws a random actor id
+//! whenever it makes a document; the model replaces it with the editor's before any change,
+//! so nothing random reaches a document.) It builds for native targets and for
+//! `wasm32-unknown-unknown`, so the browser and the server share one behaviour. The tidy test
+//! (`xtask/tests/tidy.rs`) fails if a clock, randomness or IO appears here.
 //!
 //! # How to drive it
 //!

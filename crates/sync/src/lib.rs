@@ -11,8 +11,10 @@
 //! server code, and it resets a peer's sync state in a way only that line offers.
 //!
 //! **Invariant:** this crate does no IO. It has no sockets, no clocks and no
-//! randomness: time and random bytes are passed in, and effects come out as plain data
-//! for a shell (the axum server, the browser app, a test harness) to carry out.
+//! randomness of its own (automerge draws a random actor id for every document it makes; the
+//! hub never writes a change with it): time and random bytes are passed in, and effects come
+//! out as plain data for a shell (the axum server, the browser app, a test harness) to carry
+//! out. The tidy test (`xtask/tests/tidy.rs`) fails if a clock, randomness or IO appears here.
 
 pub mod client;
 pub mod document_id;

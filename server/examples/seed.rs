@@ -158,10 +158,10 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("could not connect to {url}"))?;
     let mut client = Client::new(ClientConfig {
-        peer_id: PeerId::new(format!("seed-{}", hex(&random::<8>()))),
+        peer_id: PeerId::new(format!("seed-{}", fieldnotes_model::hex(&random::<8>()))),
         storage_id: None,
         is_ephemeral: true,
-        ephemeral_session_id: hex(&random::<8>()),
+        ephemeral_session_id: fieldnotes_model::hex(&random::<8>()),
     });
     for id in docs.keys() {
         client.open_document(*id, None)?;
@@ -189,8 +189,4 @@ async fn main() -> Result<()> {
     );
     socket.close(None).await.ok();
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

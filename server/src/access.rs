@@ -51,10 +51,6 @@ impl TeamPolicy {
         self.principals.insert(connection, principal);
     }
 
-    pub fn principal(&self, connection: ConnectionId) -> Option<&Principal> {
-        self.principals.get(&connection)
-    }
-
     fn owner(
         &mut self,
         store: &mut SqliteStore,

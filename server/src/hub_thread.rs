@@ -17,7 +17,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use fieldnotes_sync::hub::ProtocolViolation;
 use fieldnotes_sync::{CloseReason, ConnectionId, Effect, Hub, HubConfig};
@@ -40,9 +40,7 @@ pub const OUTGOING_QUEUE: usize = 4096;
 /// every reply behind an unbounded transaction.
 const MAX_BATCH: usize = 512;
 
-/// The close code for a connection whose session ended (revoked, expired,
-/// user disabled): the client should ask the rep to sign in again.
-pub const SIGNED_OUT_CLOSE_CODE: u16 = 4401;
+pub use fieldnotes_sync::protocol::SIGNED_OUT_CLOSE_CODE;
 
 /// What a socket task is told to do.
 #[derive(Debug)]
@@ -194,13 +192,6 @@ impl HubHandle {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn close_for(reason: &CloseReason) -> Outgoing {
     match reason {
         CloseReason::Protocol(ProtocolViolation::FrameTooLarge { .. }) => Outgoing::Close {
@@ -278,7 +269,7 @@ fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
                     hub.handle_connected(connection);
                 }
                 Command::Frame { connection, frame } => {
-                    hub.handle_frame(connection, &frame, now_ms())
+                    hub.handle_frame(connection, &frame, crate::auth::now_ms())
                 }
                 Command::Disconnected { connection } => {
                     sockets.remove(&connection);

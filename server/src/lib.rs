@@ -223,7 +223,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state);
     let router = match web_dir {
         Some(dir) => router.fallback_service(routes::web::router(&dir)),
-        None => router.fallback(|| async { error::AppError::NotFound }),
+        None => router.fallback(|| async { error::ApiError::not_found() }),
     };
     router.layer(axum::middleware::from_fn(routes::headers::security_headers))
 }

@@ -96,11 +96,20 @@ string_id!(
 /// assert_eq!(fieldnotes_model::new_id(&[0xde, 0xad, 0x01]), "dead01");
 /// ```
 pub fn new_id(random_bytes: &[u8]) -> String {
+    hex(random_bytes)
+}
+
+/// Bytes as lower-case hex, the one spelling the project uses (ids, token digests).
+///
+/// ```
+/// assert_eq!(fieldnotes_model::hex(&[0x00, 0xff]), "00ff");
+/// ```
+pub fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(random_bytes.len() * 2);
-    for byte in random_bytes {
-        id.push(HEX[(byte >> 4) as usize] as char);
-        id.push(HEX[(byte & 0x0f) as usize] as char);
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(HEX[(byte >> 4) as usize] as char);
+        text.push(HEX[(byte & 0x0f) as usize] as char);
     }
-    id
+    text
 }

@@ -119,5 +119,5 @@ pub use document::{Editor, SCHEMA_VERSION};
 pub use driver::{DriverKey, Strength, UsualDriver};
 pub use error::ModelError;
 pub use ids::{
-    AccountId, ContactId, DirectoryId, FollowUpId, GoalId, NoteId, TeamId, UserId, new_id,
+    AccountId, ContactId, DirectoryId, FollowUpId, GoalId, NoteId, TeamId, UserId, hex, new_id,
 };

@@ -19,6 +19,11 @@ use crate::document_id::{DocumentId, DocumentIdError};
 /// The only protocol version this crate speaks.
 pub const PROTOCOL_VERSION: &str = "1";
 
+/// The WebSocket close code for a connection whose session ended (revoked, expired, the user
+/// disabled or taken out of the team): the client should ask the rep to sign in again. Ours,
+/// not automerge-repo's: the server sends it and the web app reads it.
+pub const SIGNED_OUT_CLOSE_CODE: u16 = 4401;
+
 /// A peer's self-chosen name on the wire (`senderId` / `targetId`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(String);

@@ -545,13 +545,9 @@ pub fn new_setup_token(connection: &Connection) -> Result<Option<String>> {
     connection.execute(
         "INSERT INTO meta (key, value) VALUES ('setup_token_sha256', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![hex(&token_hash(&token))],
+        params![fieldnotes_model::hex(&token_hash(&token))],
     )?;
     Ok(Some(token))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the first administrator fills in.
@@ -573,7 +569,7 @@ pub fn check_setup_token(connection: &Connection, token: &str) -> Result<()> {
         )
         .optional()?;
     let matches = stored.is_some_and(|stored| {
-        let given = hex(&token_hash(token));
+        let given = fieldnotes_model::hex(&token_hash(token));
         // Both are hex SHA-256 digests: equal length, and the comparison
         // leaks nothing about the token itself.
         stored == given

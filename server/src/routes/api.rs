@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, RETRY_AFTER, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::auth::{self, AuthError, Session, SessionInfo, SessionKind, password};
+pub use crate::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "fieldnotes_session";
 /// The cookie's name over TLS: browsers accept a `__Host-` cookie only when it is `Secure`,
@@ -33,86 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/setup", get(setup_needed).post(setup))
         .route("/api/invitations/{token}", get(show_invitation))
         .route("/api/invitations/accept", post(accept_invitation))
-}
-
-/// An answer with a JSON `{"error": …}` body in words a rep can act on.
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn signed_out() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "You are signed out. Sign in to sync your notes.",
-        )
-    }
-
-    fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The server is shutting down. Try again in a minute.",
-        )
-    }
-
-    fn busy() -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "The server is busy signing other people in. Try again in a minute."
-                .to_owned(),
-            retry_after: Some(30),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
-        let status = match &error {
-            AuthError::Invalid(_) | AuthError::NoSuchTeam(_) | AuthError::AmbiguousTeam(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            AuthError::WrongCredentials | AuthError::NoSuchUser(_) => StatusCode::UNAUTHORIZED,
-            AuthError::Disabled => StatusCode::FORBIDDEN,
-            AuthError::EmailTaken(_) | AuthError::InvitationForAnotherEmail(_) => {
-                StatusCode::CONFLICT
-            }
-            AuthError::LinkNotValid => StatusCode::GONE,
-            AuthError::Database(_) | AuthError::Hashing(_) => {
-                tracing::error!(%error, "sign-in request failed");
-                return Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong on the server. Try again in a minute.",
-                );
-            }
-        };
-        Self::new(status, error.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
 }
 
 /// A JSON body whose every rejection (not JSON, wrong types, wrong content
@@ -293,11 +214,8 @@ async fn authenticate(
     }
     // Counted as failed before anything is verified, so parallel attempts cannot all pass.
     if let Err(locked) = state.throttle().begin(&email, address, Instant::now()) {
-        return Err(ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: locked.message,
-            retry_after: Some(locked.retry_after.as_secs().max(1)),
-        });
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, locked.message)
+            .retry_after(locked.retry_after.as_secs().max(1)));
     }
     let lookup = email.clone();
     let found = state

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::error::AppError;
+use crate::error::ApiError;
 
 const NO_CACHE: &str = "no-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -25,7 +25,7 @@ pub fn router(web_dir: &Path) -> Router {
         async move {
             if last_segment(request.uri().path()).contains('.') {
                 // A missing asset is a 404, not the app shell.
-                return AppError::NotFound.into_response();
+                return ApiError::not_found().into_response();
             }
             match ServeFile::new(index)
                 .precompressed_br()
@@ -34,7 +34,7 @@ pub fn router(web_dir: &Path) -> Router {
                 .await
             {
                 Ok(response) => response.into_response(),
-                Err(error) => AppError::Internal(anyhow::anyhow!(error)).into_response(),
+                Err(error) => ApiError::internal(error).into_response(),
             }
         }
     };

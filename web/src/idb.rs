@@ -56,8 +56,12 @@ impl StorageError {
             .ok()
             .and_then(|m| m.as_string())
             .unwrap_or_else(|| format!("{value:?}"));
+        // Chromium reports a full disk during a write as an `UnknownError` naming
+        // `FILE_ERROR_NO_SPACE`, not as a quota error; to the rep both are a full phone.
+        if name == "QuotaExceededError" || message.contains("NO_SPACE") {
+            return StorageError::Full;
+        }
         match name.as_str() {
-            "QuotaExceededError" => StorageError::Full,
             "SecurityError" | "InvalidStateError" if message.contains("not allowed") => {
                 StorageError::Unavailable
             }

@@ -46,8 +46,14 @@ function instrument() {
   }).observe({ type: "event", durationThreshold: 16 })
   const frames = (window.benchLongFrames = [])
   try {
-    new PerformanceObserver(list => { for (const e of list.getEntries()) frames.push(e.duration) })
-      .observe({ type: "long-animation-frame" })
+    new PerformanceObserver(list => {
+      for (const e of list.getEntries()) {
+        // Where the frame went: scripts (by what invoked them) and rendering (style, layout).
+        const scripts = e.scripts.map(s => `${s.invoker || s.invokerType} ${s.duration.toFixed(0)} ms`)
+        const rendering = e.renderStart ? e.startTime + e.duration - e.renderStart : 0
+        frames.push({ duration: e.duration, what: [...scripts, `rendering ${rendering.toFixed(0)} ms`].join(", ") })
+      }
+    }).observe({ type: "long-animation-frame" })
   } catch {}
 }
 
@@ -111,7 +117,7 @@ try {
       .map(([name, times]) => `${name} ${times.filter(t => t > 16.7).length} over a frame (longest ${ms(Math.max(...times))})`)
     console.log(`  browser Event Timing, handlers of key events reported: ${kinds.join(", ") || "none reported"}` +
       `; ${frames.length} long animation frames (≥ 50 ms)` +
-      (frames.length ? `, longest ${ms(Math.max(...frames))}` : ""))
+      frames.map(f => `\n    ${ms(f.duration)}: ${f.what}`).join(""))
   }
 } finally {
   await phone.close()

@@ -12,8 +12,8 @@
 //! A draft is kept once the strict-durability IndexedDB transaction holding it has completed,
 //! exactly as a document change is saved. The queue ([`queue::DraftQueue`], pure and tested
 //! natively) group-commits: one transaction in flight, the latest value of every draft changed
-//! meanwhile in the next, no timer. A keystroke costs a map insert and, when nothing is in
-//! flight, starting one transaction; the encoding happens once per transaction.
+//! meanwhile in the next, no timer. A keystroke costs updating a small vector and, when
+//! nothing is in flight, starting one transaction; the encoding happens once per transaction.
 //!
 //! Drafts live in the `meta` store of the signed-in user's team database under `draft/…` keys
 //! ([`form`]), so they go with that database at sign-out and no other user ever sees them. They

@@ -4,7 +4,8 @@
 //! - `chunks`, keyed `[document id, sequence]`: Automerge bytes. A document is the concatenation
 //!   of its chunks in sequence order (one snapshot, then incremental change sets), which
 //!   `Automerge::load` reads as one.
-//! - `meta`, keyed by string: small records (this device's peer id, sync states, settings).
+//! - `meta`, keyed by string: small records (this device's peer id, sync states, settings, and
+//!   the drafts of unsaved forms under `draft/…`).
 //!
 //! Every write goes through [`Idb::write`]: one `readwrite` transaction with `durability:
 //! "strict"`, resolved only on the transaction's `complete` event, i.e. once the browser has
@@ -56,8 +57,12 @@ impl StorageError {
             .ok()
             .and_then(|m| m.as_string())
             .unwrap_or_else(|| format!("{value:?}"));
+        // Chromium reports a full disk during a write as an `UnknownError` naming
+        // `FILE_ERROR_NO_SPACE`, not as a quota error; to the rep both are a full phone.
+        if name == "QuotaExceededError" || message.contains("NO_SPACE") {
+            return StorageError::Full;
+        }
         match name.as_str() {
-            "QuotaExceededError" => StorageError::Full,
             "SecurityError" | "InvalidStateError" if message.contains("not allowed") => {
                 StorageError::Unavailable
             }
@@ -312,6 +317,44 @@ impl Idb {
             return Ok(None);
         }
         Ok(Some(value.unchecked_into::<Uint8Array>().to_vec()))
+    }
+}
+
+impl Idb {
+    /// Every small record whose key starts with `prefix`, in key order, in one read.
+    pub async fn meta_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let transaction = self
+            .database()
+            .transaction_with_str(META)
+            .map_err(StorageError::from_js)?;
+        let store = transaction
+            .object_store(META)
+            .map_err(StorageError::from_js)?;
+        // Keys are compared by UTF-16 code units: U+FFFF sorts after every key with the prefix.
+        let range = IdbKeyRange::bound(
+            &JsValue::from_str(prefix),
+            &JsValue::from_str(&format!("{prefix}\u{ffff}")),
+        )
+        .map_err(StorageError::from_js)?;
+        let keys_request = store
+            .get_all_keys_with_key(&range)
+            .map_err(StorageError::from_js)?;
+        let values_request = store
+            .get_all_with_key(&range)
+            .map_err(StorageError::from_js)?;
+        let keys: Array = request_future(&keys_request).await?.unchecked_into();
+        let values: Array = request_future(&values_request).await?.unchecked_into();
+        Ok(keys
+            .iter()
+            .zip(values.iter())
+            .filter_map(|(key, value)| {
+                let bytes = value.dyn_into::<Uint8Array>().ok()?.to_vec();
+                Some((key.as_string()?, bytes))
+            })
+            .collect())
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Repo {
     /// Documents changed on this device since the sync engine last looked.
     changed_locally: BTreeSet<String>,
     queue: Vec<WriteOp>,
+    /// Run once the transaction holding everything queued before them has committed.
+    after_commit: Vec<Box<dyn FnOnce()>>,
     queued_changes: usize,
     writing: bool,
     save_state: SaveState,
@@ -104,6 +106,7 @@ impl Repo {
             dirty: BTreeSet::new(),
             changed_locally: BTreeSet::new(),
             queue: Vec::new(),
+            after_commit: Vec::new(),
             queued_changes: 0,
             writing: false,
             save_state: SaveState::default(),
@@ -502,6 +505,14 @@ impl Repo {
     pub fn put_meta(&mut self, key: String, bytes: Vec<u8>) {
         self.queue.push(WriteOp::PutMeta { key, bytes });
     }
+
+    /// Deletes a small record in the same transaction as the changes made before this call (a
+    /// saved form's draft goes with the note it became); `committed` runs once that transaction
+    /// has completed. A failed write keeps both for the retry.
+    pub fn delete_meta_when_committed(&mut self, key: String, committed: Box<dyn FnOnce()>) {
+        self.queue.push(WriteOp::DeleteMeta { key });
+        self.after_commit.push(committed);
+    }
 }
 
 /// Writes everything queued, one transaction at a time, until nothing is left.
@@ -520,7 +531,7 @@ pub fn flush(repo: &SharedRepo) {
     let repo = repo.clone();
     wasm_bindgen_futures::spawn_local(async move {
         loop {
-            let (idb, ops, changes) = {
+            let (idb, ops, changes, after_commit) = {
                 let mut this = repo.borrow_mut();
                 this.queue_dirty();
                 if this.queue.is_empty() {
@@ -529,7 +540,8 @@ pub fn flush(repo: &SharedRepo) {
                 }
                 let ops = std::mem::take(&mut this.queue);
                 let changes = std::mem::take(&mut this.queued_changes);
-                (this.idb.clone(), ops, changes)
+                let after_commit = std::mem::take(&mut this.after_commit);
+                (this.idb.clone(), ops, changes, after_commit)
             };
             let result = idb.write(&ops).await;
             let mut this = repo.borrow_mut();
@@ -539,6 +551,9 @@ pub fn flush(repo: &SharedRepo) {
                     this.save_state.unsaved_changes = this.queued_changes;
                     let state = this.save_state.clone();
                     drop(this);
+                    for committed in after_commit {
+                        committed();
+                    }
                     repo.borrow().emit(RepoEvent::SaveState(state));
                 }
                 Err(error) => {
@@ -547,6 +562,9 @@ pub fn flush(repo: &SharedRepo) {
                     let mut ops = ops;
                     ops.append(&mut this.queue);
                     this.queue = ops;
+                    let mut after_commit = after_commit;
+                    after_commit.append(&mut this.after_commit);
+                    this.after_commit = after_commit;
                     this.queued_changes += changes;
                     this.save_state.unsaved_changes = this.queued_changes;
                     this.save_state.error = Some(error);

@@ -7,6 +7,8 @@ use fieldnotes_model::{AccountDoc, AccountId, ModelError, TeamId, UserId};
 use fieldnotes_sync::DocumentId;
 use yew::Callback;
 
+use crate::drafts::Drafts;
+use crate::drafts::form::DraftKey;
 use crate::idb::{Idb, StorageError};
 use crate::platform::{random_bytes, request_persistent_storage, storage_estimate};
 use crate::repo::{self, Repo, RepoEvent, SharedRepo};
@@ -31,6 +33,8 @@ pub fn directory_id(team: &TeamId) -> String {
 pub struct Services {
     pub repo: SharedRepo,
     pub sync: SyncHandle,
+    /// What the rep typed into forms and has not saved yet.
+    pub drafts: Drafts,
     dispatch: Callback<Action>,
 }
 
@@ -105,6 +109,7 @@ pub async fn start(
         unreadable: repo.borrow().unreadable_count(),
     });
     repo::flush(&repo);
+    let drafts = Drafts::open(idb.clone(), dispatch.clone()).await?;
     let sync = SyncHandle::start(
         repo.clone(),
         idb,
@@ -115,6 +120,7 @@ pub async fn start(
     let services = Services {
         repo,
         sync,
+        drafts,
         dispatch: dispatch.clone(),
     };
     dispatch.emit(Action::Booted(Boot::Ready));
@@ -130,13 +136,18 @@ pub async fn start(
 }
 
 impl Services {
-    /// Creates an account; returns its id.
+    /// Creates an account from the new-account form; returns its id. The form's draft ends
+    /// with it.
     pub fn create_account(&self, name: &str, branch: &str, area: &str) -> Option<String> {
         let id = DocumentId::from_bytes(random_bytes::<16>()).to_string();
-        let result =
-            self.repo
-                .borrow_mut()
-                .create_account(AccountId::new(id.clone()), name, branch, area);
+        let result = {
+            let mut repo = self.repo.borrow_mut();
+            let result = repo.create_account(AccountId::new(id.clone()), name, branch, area);
+            if result.is_ok() {
+                self.drafts.end_with_save(&DraftKey::NewAccount, &mut repo);
+            }
+            result
+        };
         self.after_edit(result).then_some(id)
     }
 
@@ -147,6 +158,25 @@ impl Services {
         edit: impl FnOnce(&mut AccountDoc, i64) -> Result<(), ModelError>,
     ) -> bool {
         let result = self.repo.borrow_mut().edit_account(account, edit);
+        self.after_edit(result)
+    }
+
+    /// Saves a form: applies its edit to an account and ends the form's draft in the same
+    /// IndexedDB transaction, so the draft is gone exactly when what it became is saved.
+    pub fn save_form(
+        &self,
+        account: &str,
+        draft: &DraftKey,
+        edit: impl FnOnce(&mut AccountDoc, i64) -> Result<(), ModelError>,
+    ) -> bool {
+        let result = {
+            let mut repo = self.repo.borrow_mut();
+            let result = repo.edit_account(account, edit);
+            if result.is_ok() {
+                self.drafts.end_with_save(draft, &mut repo);
+            }
+            result
+        };
         self.after_edit(result)
     }
 
@@ -167,9 +197,11 @@ impl Services {
         }
     }
 
-    /// Writes anything not yet on disk (on `pagehide`, hidden tab, or "Retry").
+    /// Writes anything not yet on disk, documents and drafts (on `pagehide`, hidden tab,
+    /// `blur`, or "Retry").
     pub fn flush(&self) {
         repo::flush(&self.repo);
+        self.drafts.flush();
     }
 
     pub fn navigate(&self, route: crate::state::Route) {
@@ -180,13 +212,14 @@ impl Services {
     /// database, before a team switch or a sign-out.
     pub async fn stop(&self) {
         self.sync.stop();
-        repo::flush(&self.repo);
+        self.flush();
         for _ in 0..100 {
-            if self.repo.borrow().idle() {
+            if self.repo.borrow().idle() && self.drafts.idle() {
                 break;
             }
             gloo_timers::future::TimeoutFuture::new(50).await;
         }
+        self.drafts.stop();
         self.repo.borrow().idb().close();
     }
 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use fieldnotes_model::Account;
 use yew::Reducible;
 
+use crate::drafts::form::{DraftKey, DraftSummary};
 use crate::idb::StorageError;
 
 /// Which screen is shown; mirrored in the location hash so Back works.
@@ -109,6 +110,29 @@ pub struct StorageStatus {
     pub persistent: Option<bool>,
 }
 
+/// The drafts kept on this phone, as the drafts service reports them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DraftsStatus {
+    /// Every draft kept, in form order.
+    pub kept: Rc<Vec<DraftSummary>>,
+    /// The draft just discarded, while "Undo" can bring it back.
+    pub discarded: Option<DraftSummary>,
+    /// Stored drafts this version cannot read (kept as they are).
+    pub unreadable: usize,
+    /// The last draft write failed; the draft stays on screen and is written again.
+    pub error: Option<StorageError>,
+    /// Changes when a draft changed under an open form (discarded, brought back), so the
+    /// screen is drawn afresh from the drafts.
+    pub revision: u32,
+}
+
+impl DraftsStatus {
+    /// Whether a draft is kept for this form.
+    pub fn has(&self, key: &DraftKey) -> bool {
+        self.kept.iter().any(|draft| &draft.key == key)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Boot {
     /// Opening storage and loading documents.
@@ -130,6 +154,9 @@ pub struct AppState {
     /// Stored documents this version could not read (damaged, or written by a newer version).
     pub unreadable_accounts: usize,
     pub storage: StorageStatus,
+    pub drafts: DraftsStatus,
+    /// The form "Continue" asked for, until that form has scrolled into view.
+    pub draft_focus: Option<DraftKey>,
     pub sync: SyncStatus,
     /// A new deployment is installed and waits for the rep to switch.
     pub update_ready: bool,
@@ -145,6 +172,8 @@ impl Default for AppState {
             accounts: Rc::new(Vec::new()),
             unreadable_accounts: 0,
             storage: StorageStatus::default(),
+            drafts: DraftsStatus::default(),
+            draft_focus: None,
             sync: SyncStatus::default(),
             update_ready: false,
             notice: None,
@@ -169,6 +198,9 @@ pub enum Action {
         persistent: Option<bool>,
     },
     Sync(SyncStatus),
+    Drafts(DraftsStatus),
+    /// "Continue" on a draft whose form is part of the account screen.
+    FocusDraft(Option<DraftKey>),
     UpdateReady,
     Notice(Option<String>),
     /// The user signed out: nothing of theirs stays in the state either.
@@ -212,6 +244,8 @@ impl Reducible for AppState {
                 }
                 next.sync = status;
             }
+            Action::Drafts(drafts) => next.drafts = drafts,
+            Action::FocusDraft(key) => next.draft_focus = key,
             Action::UpdateReady => next.update_ready = true,
             Action::Notice(notice) => next.notice = notice,
             Action::SignedOut => {
@@ -232,13 +266,26 @@ impl AppState {
         self.accounts.iter().find(|a| a.id.as_str() == id)
     }
 
-    /// The save line of the status bar.
+    /// The save line of the status bar. Drafts do not say "Saving…" at every keystroke; a
+    /// draft that cannot be written is said as plainly as a change.
     pub fn save_line(&self) -> String {
-        match (&self.storage.error, self.storage.unsaved_changes) {
-            (Some(error), _) => format!("Not saved: {error}."),
-            (None, 0) => "Saved on this phone".to_string(),
-            (None, _) => "Saving…".to_string(),
+        match (
+            &self.storage.error,
+            &self.drafts.error,
+            self.storage.unsaved_changes,
+        ) {
+            (Some(error), _, _) => format!("Not saved: {error}."),
+            (None, Some(error), _) => {
+                format!("Draft not saved: {error}. What you typed is still on screen.")
+            }
+            (None, None, 0) => "Saved on this phone".to_string(),
+            (None, None, _) => "Saving…".to_string(),
         }
+    }
+
+    /// Whether something could not be written and "Retry" should be offered.
+    pub fn save_failed(&self) -> bool {
+        self.storage.error.is_some() || self.drafts.error.is_some()
     }
 
     /// The sync line of the status bar, in plain words.
@@ -338,6 +385,57 @@ mod tests {
             error: None,
         });
         assert_eq!(state.save_line(), "Saved on this phone");
+    }
+
+    #[test]
+    fn a_draft_that_cannot_be_written_is_said_in_plain_words() {
+        let state = Rc::new(AppState::default()).reduce(Action::Drafts(DraftsStatus {
+            error: Some(StorageError::Full),
+            ..DraftsStatus::default()
+        }));
+        assert!(state.save_failed());
+        assert!(
+            state
+                .save_line()
+                .starts_with("Draft not saved: this phone's storage is full"),
+            "{}",
+            state.save_line()
+        );
+        assert!(state.save_line().ends_with("still on screen."));
+        // A document that cannot be saved is said first.
+        let state = state.reduce(Action::SaveState {
+            unsaved_changes: 1,
+            error: Some(StorageError::Unavailable),
+        });
+        assert!(state.save_line().starts_with("Not saved: this browser"));
+        let state = state
+            .reduce(Action::SaveState {
+                unsaved_changes: 0,
+                error: None,
+            })
+            .reduce(Action::Drafts(DraftsStatus::default()));
+        assert!(!state.save_failed());
+        assert_eq!(state.save_line(), "Saved on this phone");
+    }
+
+    #[test]
+    fn signing_out_forgets_the_drafts_shown() {
+        let key = DraftKey::Note {
+            account: "a".into(),
+        };
+        let state = Rc::new(AppState::default())
+            .reduce(Action::Drafts(DraftsStatus {
+                kept: Rc::new(vec![DraftSummary {
+                    key: key.clone(),
+                    title: String::new(),
+                }]),
+                ..DraftsStatus::default()
+            }))
+            .reduce(Action::FocusDraft(Some(key.clone())));
+        assert!(state.drafts.has(&key));
+        let state = state.reduce(Action::SignedOut);
+        assert!(!state.drafts.has(&key));
+        assert_eq!(state.draft_focus, None);
     }
 
     #[test]

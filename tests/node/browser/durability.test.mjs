@@ -3,38 +3,11 @@
 // and saves it once space is back.
 import { test, after } from "node:test"
 import assert from "node:assert/strict"
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
-import { chromium } from "playwright-core"
-import { ANN, CHROMIUM, Device, checkChromium, startTeamServer } from "./harness.mjs"
-
-/** Chromium as its own process (so it can be SIGKILLed), driven over CDP. */
-async function launchKillable(profile) {
-  checkChromium()
-  const child = spawn(CHROMIUM, [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--remote-debugging-port=0", `--user-data-dir=${profile}`, "--window-size=390,844", "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] })
-  const endpoint = await new Promise((resolve, reject) => {
-    let err = ""
-    const timer = setTimeout(() => reject(new Error(`chromium did not start: ${err.slice(-2000)}`)), 20_000)
-    child.stderr.on("data", d => {
-      err += d
-      const match = err.match(/DevTools listening on (ws:\/\/\S+)/)
-      if (match) { clearTimeout(timer); resolve(match[1]) }
-    })
-    child.once("exit", code => { clearTimeout(timer); reject(new Error(`chromium exited ${code}: ${err.slice(-2000)}`)) })
-  })
-  const browser = await chromium.connectOverCDP(endpoint)
-  const context = browser.contexts()[0]
-  const page = context.pages()[0] || (await context.newPage())
-  page.setDefaultTimeout(20_000)
-  const exited = new Promise(resolve => child.once("exit", resolve))
-  return { browser, context, page, kill: async () => { child.kill("SIGKILL"); await exited } }
-}
+import { ANN, Device, launchKillable, startTeamServer } from "./harness.mjs"
 
 test("a note shown as saved survives kill -9 of the browser", async () => {
   const { server } = await startTeamServer()

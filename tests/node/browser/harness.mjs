@@ -108,6 +108,39 @@ export async function startTeamServer({ dataDir, port, webDirOverride, team = "N
   return { server, teamId: made.teamId, users: made.users }
 }
 
+/**
+ * Chromium as its own process, so it can be SIGKILLed the way a phone kills a browser (a call
+ * comes in, the system reclaims memory, the battery dies), driven over CDP. Resolves to
+ * { browser, context, page, kill() }.
+ */
+export async function launchKillable(profile) {
+  checkChromium()
+  const child = spawn(CHROMIUM, [
+    ...ARGS, "--remote-debugging-port=0", `--user-data-dir=${profile}`, "--window-size=390,844", "about:blank",
+  ], { stdio: ["ignore", "ignore", "pipe"] })
+  const endpoint = await new Promise((resolve, reject) => {
+    let err = ""
+    const timer = setTimeout(() => reject(new Error(`chromium did not start: ${err.slice(-2000)}`)), 20_000)
+    child.stderr.on("data", d => {
+      err += d
+      const match = err.match(/DevTools listening on (ws:\/\/\S+)/)
+      if (match) { clearTimeout(timer); resolve(match[1]) }
+    })
+    child.once("exit", code => { clearTimeout(timer); reject(new Error(`chromium exited ${code}: ${err.slice(-2000)}`)) })
+  })
+  const browser = await chromium.connectOverCDP(endpoint)
+  const context = browser.contexts()[0]
+  const page = context.pages()[0] || (await context.newPage())
+  page.setDefaultTimeout(20_000)
+  const exited = new Promise(resolve => child.once("exit", resolve))
+  const stop = signal => async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+    await exited
+  }
+  // kill(): SIGKILL, nothing runs any more; close(): SIGTERM, Chromium shuts down as on a quit.
+  return { browser, context, page, kill: stop("SIGKILL"), close: stop("SIGTERM") }
+}
+
 /** A phone: a persistent profile at 390×844. Call `open()` to (re)launch it. */
 export class Device {
   constructor(name, { profileRoot = os.tmpdir() } = {}) {
@@ -130,16 +163,47 @@ export class Device {
     })
     if (offline) await this.context.setOffline(true)
     this.page = this.context.pages()[0] || (await this.context.newPage())
-    this.page.on("pageerror", e => this.errors.push(String(e)))
-    this.page.on("crash", () => console.error(`[${this.name}] page crashed`))
-    if (process.env.FIELDNOTES_DEBUG) this.page.on("console", m => console.error(`[${this.name}] ${m.type()}: ${m.text()}`))
-    this.page.on("console", m => { if (m.type() === "error") this.errors.push(m.text()) })
-    this.page.setDefaultTimeout(20_000)
+    this.watch(this.page)
     await this.page.goto(url)
     return this.page
   }
 
+  /**
+   * Launches the phone's browser as a process of its own, so `kill()` can SIGKILL it at any
+   * moment, mid-typing included. The page is 390×844 like `open()`'s (without touch emulation).
+   */
+  async openKillable(url, { offline = false } = {}) {
+    this.killable = await launchKillable(this.profile)
+    this.context = this.killable.context
+    if (offline) await this.context.setOffline(true)
+    this.page = this.killable.page
+    await this.page.setViewportSize({ width: 390, height: 844 })
+    this.watch(this.page)
+    await this.page.goto(url)
+    return this.page
+  }
+
+  /** SIGKILL of the whole browser: nothing gets to run, not even `pagehide`. */
+  async kill() {
+    const killable = this.killable
+    this.killable = this.context = this.page = null
+    await killable?.kill()
+  }
+
+  watch(page) {
+    page.on("pageerror", e => this.errors.push(String(e)))
+    page.on("crash", () => console.error(`[${this.name}] page crashed`))
+    if (process.env.FIELDNOTES_DEBUG) page.on("console", m => console.error(`[${this.name}] ${m.type()}: ${m.text()}`))
+    page.on("console", m => { if (m.type() === "error") this.errors.push(m.text()) })
+    page.setDefaultTimeout(20_000)
+  }
+
   async close() {
+    if (this.killable) {
+      const killable = this.killable
+      this.killable = this.context = this.page = null
+      return killable.close()
+    }
     if (this.context) await this.context.close()
     this.context = null
     this.page = null
@@ -272,6 +336,7 @@ export class Device {
   }
 
   cleanup() {
-    fs.rmSync(this.profile, { recursive: true, force: true })
+    // After a SIGKILL, Chromium's helper processes may still be writing into the profile.
+    fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })
   }
 }

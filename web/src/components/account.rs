@@ -1,5 +1,6 @@
 //! One account: why they work with us, their goals, the value proposition, follow-ups,
-//! contacts, the visit-note timeline, history, and archiving.
+//! contacts, the visit-note timeline, history, and archiving. Every form here keeps what is
+//! typed into it as a draft until it is saved or cancelled; a form with a draft opens with it.
 
 use fieldnotes_model::{
     Account, Contact, ContactId, DriverKey, FollowUpId, Goal, GoalId, GoalStatus, Strength,
@@ -9,8 +10,12 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::components::app::use_app;
+use crate::components::drafts::{DraftBanners, use_draft};
 use crate::components::fields::{
     StrengthPicker, TextArea, TextField, date, date_time, input_date, parse_input_date, place,
+};
+use crate::drafts::form::{
+    AccountDraft, ContactDraft, DraftKey, DriverDraft, FollowUpDraft, GoalDraft,
 };
 use crate::platform::now_millis;
 use crate::services::new_item_id;
@@ -46,6 +51,7 @@ pub fn account_screen(props: &AccountProps) -> Html {
     };
     html! {
         <main class="screen account" data-testid="account">
+            <DraftBanners account={AttrValue::from(props.id.clone())} />
             <Details account={account.clone()} />
             <Drivers account={account.clone()} />
             <Goals account={account.clone()} />
@@ -68,80 +74,24 @@ struct SectionProps {
     account: Account,
 }
 
-fn setter(handle: &UseStateHandle<String>) -> Callback<String> {
-    let handle = handle.clone();
-    Callback::from(move |value: String| handle.set(value))
-}
-
 #[function_component(Details)]
 fn details(props: &SectionProps) -> Html {
     let app = use_app();
     let editing = use_state(|| false);
-    let name = use_state(|| props.account.name.clone());
-    let branch = use_state(|| props.account.branch.clone());
-    let area = use_state(|| props.account.area.clone());
     let account = &props.account;
-    if *editing {
-        let save = {
-            let (editing, name, branch, area) =
-                (editing.clone(), name.clone(), branch.clone(), area.clone());
-            let services = app.services.clone();
-            let account = account.clone();
-            Callback::from(move |event: SubmitEvent| {
-                event.prevent_default();
-                if name.trim().is_empty() {
-                    return;
-                }
-                let (n, b, a) = (
-                    name.trim().to_string(),
-                    branch.trim().to_string(),
-                    area.trim().to_string(),
-                );
-                let old = account.clone();
-                if services.edit(account.id.as_str(), move |doc, now| {
-                    if n != old.name {
-                        doc.rename(&n, now)?;
-                    }
-                    if b != old.branch {
-                        doc.set_branch(&b, now)?;
-                    }
-                    if a != old.area {
-                        doc.set_area(&a, now)?;
-                    }
-                    Ok(())
-                }) {
-                    editing.set(false);
-                }
-            })
-        };
-        let cancel = {
+    let drafted = app.state.drafts.has(&DraftKey::Details {
+        account: account.id.as_str().to_string(),
+    });
+    if *editing || drafted {
+        let done = {
             let editing = editing.clone();
             Callback::from(move |_| editing.set(false))
         };
-        return html! {
-            <section class="card">
-                <form onsubmit={save}>
-                    <TextField label="Client name" name="name" value={(*name).clone()} on_change={setter(&name)} required=true />
-                    <TextField label="Branch" name="branch" value={(*branch).clone()} on_change={setter(&branch)} />
-                    <TextField label="Address or area" name="area" value={(*area).clone()} on_change={setter(&area)} />
-                    <div class="actions">
-                        <button type="button" class="secondary" onclick={cancel}>{ "Cancel" }</button>
-                        <button type="submit" class="primary">{ "Save" }</button>
-                    </div>
-                </form>
-            </section>
-        };
+        return html! { <DetailsEditor account={account.clone()} on_done={done} /> };
     }
     let edit = {
-        let (editing, name, branch, area) =
-            (editing.clone(), name.clone(), branch.clone(), area.clone());
-        let account = account.clone();
-        Callback::from(move |_| {
-            name.set(account.name.clone());
-            branch.set(account.branch.clone());
-            area.set(account.area.clone());
-            editing.set(true);
-        })
+        let editing = editing.clone();
+        Callback::from(move |_| editing.set(true))
     };
     let place = place(account);
     html! {
@@ -156,8 +106,84 @@ fn details(props: &SectionProps) -> Html {
     }
 }
 
+#[derive(Properties, PartialEq)]
+struct DetailsEditorProps {
+    account: Account,
+    on_done: Callback<()>,
+}
+
+#[function_component(DetailsEditor)]
+fn details_editor(props: &DetailsEditorProps) -> Html {
+    let app = use_app();
+    let account = &props.account;
+    let form = use_draft(
+        DraftKey::Details {
+            account: account.id.as_str().to_string(),
+        },
+        AccountDraft {
+            name: account.name.clone(),
+            branch: account.branch.clone(),
+            area: account.area.clone(),
+        },
+    );
+    let save = {
+        let form = form.clone();
+        let services = app.services.clone();
+        let (account, on_done) = (account.clone(), props.on_done.clone());
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let draft = form.value();
+            if draft.name.trim().is_empty() {
+                return;
+            }
+            let (n, b, a) = (
+                draft.name.trim().to_string(),
+                draft.branch.trim().to_string(),
+                draft.area.trim().to_string(),
+            );
+            let old = account.clone();
+            if services.save_form(account.id.as_str(), &form.key(), move |doc, now| {
+                if n != old.name {
+                    doc.rename(&n, now)?;
+                }
+                if b != old.branch {
+                    doc.set_branch(&b, now)?;
+                }
+                if a != old.area {
+                    doc.set_area(&a, now)?;
+                }
+                Ok(())
+            }) {
+                on_done.emit(());
+            }
+        })
+    };
+    let cancel = {
+        let (form, on_done) = (form.clone(), props.on_done.clone());
+        Callback::from(move |_| {
+            form.discard();
+            on_done.emit(());
+        })
+    };
+    let draft = form.value();
+    html! {
+        <section class="card" ref={form.node()}>
+            <form onsubmit={save}>
+                <TextField label="Client name" name="name" value={draft.name} on_change={form.field(|d, v| d.name = v)} required=true />
+                <TextField label="Branch" name="branch" value={draft.branch} on_change={form.field(|d, v| d.branch = v)} />
+                <TextField label="Address or area" name="area" value={draft.area} on_change={form.field(|d, v| d.area = v)} />
+                <div class="actions">
+                    <button type="button" class="secondary" onclick={cancel}>{ "Cancel" }</button>
+                    <button type="submit" class="primary">{ "Save" }</button>
+                </div>
+            </form>
+        </section>
+    }
+}
+
 #[function_component(Drivers)]
 fn drivers(props: &SectionProps) -> Html {
+    let app = use_app();
     let editing = use_state(|| None::<DriverKey>);
     let adding = use_state(|| false);
     let account = &props.account;
@@ -173,17 +199,25 @@ fn drivers(props: &SectionProps) -> Html {
             editing.set(None);
         })
     };
+    // An editor with a kept draft opens with it.
+    let drafted = |driver: Option<&DriverKey>| {
+        app.state.drafts.has(&DraftKey::Driver {
+            account: id.clone(),
+            driver: driver.map(|key| key.as_str().to_string()),
+        })
+    };
+    let adding_now = *adding || drafted(None);
     let mut drivers: Vec<_> = account.drivers.iter().collect();
     drivers.sort_by(|a, b| b.1.strength.cmp(&a.1.strength).then(a.0.cmp(b.0)));
     html! {
         <section class="card drivers" data-testid="drivers">
             <h2>{ "Why they work with us" }</h2>
-            if drivers.is_empty() && !*adding {
+            if drivers.is_empty() && !adding_now {
                 <p class="hint">{ "Reasons unknown. Add what this client values: relationship, service, delivery…" }</p>
             }
             <ul>
                 { for drivers.into_iter().map(|(key, driver)| {
-                    if editing.as_ref() == Some(key) {
+                    if editing.as_ref() == Some(key) || drafted(Some(key)) {
                         html! { <DriverEditor account={id.clone()} key_choice={Some(key.clone())}
                             strength={driver.strength} evidence={driver.evidence.clone()}
                             taken={Vec::new()} on_done={done.clone()} /> }
@@ -206,7 +240,7 @@ fn drivers(props: &SectionProps) -> Html {
                     }
                 }) }
             </ul>
-            if *adding {
+            if adding_now {
                 <DriverEditor account={id.clone()} key_choice={None::<DriverKey>} strength={Strength::MATTERS}
                     evidence={String::new()} taken={account.drivers.keys().cloned().collect::<Vec<_>>()} on_done={done.clone()} />
             } else {
@@ -231,41 +265,42 @@ struct DriverEditorProps {
 #[function_component(DriverEditor)]
 fn driver_editor(props: &DriverEditorProps) -> Html {
     let app = use_app();
-    let choice = use_state(|| {
-        props
-            .key_choice
-            .as_ref()
-            .map(|k| k.as_str().to_string())
-            .unwrap_or_else(|| {
-                UsualDriver::ALL
-                    .iter()
-                    .map(|d| DriverKey::usual(*d))
-                    .find(|k| !props.taken.contains(k))
-                    .map(|k| k.as_str().to_string())
-                    .unwrap_or_else(|| "custom".to_string())
-            })
-    });
-    let custom = use_state(String::new);
-    let strength = use_state(|| props.strength);
-    let evidence = use_state(|| props.evidence.clone());
+    let form = use_draft(
+        DraftKey::Driver {
+            account: props.account.clone(),
+            driver: props.key_choice.as_ref().map(|k| k.as_str().to_string()),
+        },
+        DriverDraft {
+            choice: props
+                .key_choice
+                .as_ref()
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_else(|| {
+                    UsualDriver::ALL
+                        .iter()
+                        .map(|d| DriverKey::usual(*d))
+                        .find(|k| !props.taken.contains(k))
+                        .map(|k| k.as_str().to_string())
+                        .unwrap_or_else(|| "custom".to_string())
+                }),
+            custom: String::new(),
+            strength: props.strength,
+            evidence: props.evidence.clone(),
+        },
+    );
     let error = use_state(|| None::<String>);
     let save = {
-        let (choice, custom, strength, evidence, error) = (
-            choice.clone(),
-            custom.clone(),
-            strength.clone(),
-            evidence.clone(),
-            error.clone(),
-        );
+        let (form, error) = (form.clone(), error.clone());
         let services = app.services.clone();
         let account = props.account.clone();
         let on_done = props.on_done.clone();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let key = if *choice == "custom" {
-                DriverKey::custom(custom.trim())
+            let draft = form.value();
+            let key = if draft.choice == "custom" {
+                DriverKey::custom(draft.custom.trim())
             } else {
-                DriverKey::parse(&choice)
+                DriverKey::parse(&draft.choice)
             };
             let key = match key {
                 Ok(key) => key,
@@ -277,39 +312,49 @@ fn driver_editor(props: &DriverEditorProps) -> Html {
                     return;
                 }
             };
-            let (s, e) = (*strength, evidence.trim().to_string());
-            if services.edit(&account, move |doc, now| doc.set_driver(&key, s, &e, now)) {
+            let (s, e) = (draft.strength, draft.evidence.trim().to_string());
+            if services.save_form(&account, &form.key(), move |doc, now| {
+                doc.set_driver(&key, s, &e, now)
+            }) {
                 on_done.emit(());
             }
         })
     };
     let remove = props.key_choice.clone().map(|key| {
+        let form = form.clone();
         let services = app.services.clone();
         let account = props.account.clone();
         let on_done = props.on_done.clone();
         Callback::from(move |_| {
             let key = key.clone();
-            if services.edit(&account, move |doc, now| doc.remove_driver(&key, now)) {
+            if services.save_form(&account, &form.key(), move |doc, now| {
+                doc.remove_driver(&key, now)
+            }) {
                 on_done.emit(());
             }
         })
     });
     let on_choice = {
-        let choice = choice.clone();
+        let form = form.clone();
         Callback::from(move |e: Event| {
-            choice.set(e.target_unchecked_into::<HtmlSelectElement>().value())
+            let value = e.target_unchecked_into::<HtmlSelectElement>().value();
+            form.edit(|draft| draft.choice = value)
         })
     };
     let on_strength = {
-        let strength = strength.clone();
-        Callback::from(move |s: Strength| strength.set(s))
+        let form = form.clone();
+        Callback::from(move |s: Strength| form.edit(|draft| draft.strength = s))
     };
     let cancel = {
-        let on_done = props.on_done.clone();
-        Callback::from(move |_| on_done.emit(()))
+        let (form, on_done) = (form.clone(), props.on_done.clone());
+        Callback::from(move |_| {
+            form.discard();
+            on_done.emit(())
+        })
     };
+    let draft = form.value();
     html! {
-        <li class="driver-editor">
+        <li class="driver-editor" ref={form.node()}>
             <form onsubmit={save}>
                 if let Some(key) = &props.key_choice {
                     <h3>{ key.label().to_string() }</h3>
@@ -318,17 +363,17 @@ fn driver_editor(props: &DriverEditorProps) -> Html {
                         <span>{ "Reason" }</span>
                         <select name="driver" onchange={on_choice}>
                             { for UsualDriver::ALL.iter().map(|d| DriverKey::usual(*d)).filter(|k| !props.taken.contains(k)).map(|k| html! {
-                                <option value={k.as_str().to_string()} selected={*choice == k.as_str()}>{ k.label().to_string() }</option>
+                                <option value={k.as_str().to_string()} selected={draft.choice == k.as_str()}>{ k.label().to_string() }</option>
                             }) }
-                            <option value="custom" selected={*choice == "custom"}>{ "Something else…" }</option>
+                            <option value="custom" selected={draft.choice == "custom"}>{ "Something else…" }</option>
                         </select>
                     </label>
-                    if *choice == "custom" {
-                        <TextField label="Their own reason" name="custom" value={(*custom).clone()} on_change={setter(&custom)} />
+                    if draft.choice == "custom" {
+                        <TextField label="Their own reason" name="custom" value={draft.custom.clone()} on_change={form.field(|d, v| d.custom = v)} />
                     }
                 }
-                <StrengthPicker value={*strength} on_change={on_strength} />
-                <TextArea label="Evidence: what they said or did" name="evidence" value={(*evidence).clone()} on_change={setter(&evidence)} rows={2} />
+                <StrengthPicker value={draft.strength} on_change={on_strength} />
+                <TextArea label="Evidence: what they said or did" name="evidence" value={draft.evidence} on_change={form.field(|d, v| d.evidence = v)} rows={2} />
                 if let Some(message) = &*error { <p class="error" role="alert">{ message }</p> }
                 <div class="actions">
                     if let Some(remove) = remove { <button type="button" class="danger" onclick={remove}>{ "Remove" }</button> }
@@ -343,13 +388,18 @@ fn driver_editor(props: &DriverEditorProps) -> Html {
 #[function_component(Goals)]
 fn goals(props: &SectionProps) -> Html {
     let app = use_app();
-    let title = use_state(String::new);
     let id = props.account.id.as_str().to_string();
+    let form = use_draft(
+        DraftKey::Goal {
+            account: id.clone(),
+        },
+        GoalDraft::default(),
+    );
     let add = {
-        let (title, services, id) = (title.clone(), app.services.clone(), id.clone());
+        let (form, services, id) = (form.clone(), app.services.clone(), id.clone());
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let text = title.trim().to_string();
+            let text = form.get(|draft| draft.title.trim().to_string());
             if text.is_empty() {
                 return;
             }
@@ -357,10 +407,10 @@ fn goals(props: &SectionProps) -> Html {
                 title: text,
                 status: GoalStatus::NotStarted,
             };
-            if services.edit(&id, move |doc, now| {
+            if services.save_form(&id, &form.key(), move |doc, now| {
                 doc.set_goal(&GoalId::from_random(&new_item_id()), &goal, now)
             }) {
-                title.set(String::new());
+                form.reset();
             }
         })
     };
@@ -394,8 +444,8 @@ fn goals(props: &SectionProps) -> Html {
                     }
                 }) }
             </ul>
-            <form class="inline-add" onsubmit={add}>
-                <TextField label="Their goal" name="goal" value={(*title).clone()} on_change={setter(&title)} placeholder="e.g. open a second depot" />
+            <form class="inline-add" onsubmit={add} ref={form.node()}>
+                <TextField label="Their goal" name="goal" value={form.get(|d| d.title.clone())} on_change={form.field(|d, v| d.title = v)} placeholder="e.g. open a second depot" />
                 <button type="submit" class="secondary">{ "Add goal" }</button>
             </form>
         </section>
@@ -453,23 +503,30 @@ pub fn splice_between(before: &str, after: &str) -> (usize, usize, String) {
 #[function_component(FollowUps)]
 fn follow_ups(props: &SectionProps) -> Html {
     let app = use_app();
-    let text = use_state(String::new);
-    let due = use_state(|| input_date(now_millis() + 7 * 86_400_000));
     let id = props.account.id.as_str().to_string();
+    let form = use_draft(
+        DraftKey::FollowUp {
+            account: id.clone(),
+        },
+        FollowUpDraft {
+            text: String::new(),
+            due: input_date(now_millis() + 7 * 86_400_000),
+        },
+    );
     let now = now_millis();
     let add = {
-        let (text, due, services, id) =
-            (text.clone(), due.clone(), app.services.clone(), id.clone());
+        let (form, services, id) = (form.clone(), app.services.clone(), id.clone());
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let body = text.trim().to_string();
-            let Some(due_millis) = parse_input_date(&due) else {
+            let draft = form.value();
+            let body = draft.text.trim().to_string();
+            let Some(due_millis) = parse_input_date(&draft.due) else {
                 return;
             };
             if body.is_empty() {
                 return;
             }
-            if services.edit(&id, move |doc, now| {
+            if services.save_form(&id, &form.key(), move |doc, now| {
                 doc.add_follow_up(
                     &FollowUpId::from_random(&new_item_id()),
                     &body,
@@ -477,10 +534,11 @@ fn follow_ups(props: &SectionProps) -> Html {
                     now,
                 )
             }) {
-                text.set(String::new());
+                form.reset();
             }
         })
     };
+    let draft = form.value();
     let mut items: Vec<_> = props.account.follow_ups.iter().collect();
     items.sort_by_key(|(_, f)| (f.done, f.due_millis));
     html! {
@@ -507,9 +565,9 @@ fn follow_ups(props: &SectionProps) -> Html {
                     }
                 }) }
             </ul>
-            <form class="inline-add" onsubmit={add}>
-                <TextField label="New follow-up" name="follow-up" value={(*text).clone()} on_change={setter(&text)} />
-                <TextField label="Due" name="due" kind="date" value={(*due).clone()} on_change={setter(&due)} />
+            <form class="inline-add" onsubmit={add} ref={form.node()}>
+                <TextField label="New follow-up" name="follow-up" value={draft.text} on_change={form.field(|d, v| d.text = v)} />
+                <TextField label="Due" name="due" kind="date" value={draft.due} on_change={form.field(|d, v| d.due = v)} />
                 <button type="submit" class="secondary">{ "Add follow-up" }</button>
             </form>
         </section>
@@ -520,43 +578,38 @@ fn follow_ups(props: &SectionProps) -> Html {
 fn contacts(props: &SectionProps) -> Html {
     let app = use_app();
     let adding = use_state(|| false);
-    let (name, role, phone, email) = (
-        use_state(String::new),
-        use_state(String::new),
-        use_state(String::new),
-        use_state(String::new),
-    );
     let id = props.account.id.as_str().to_string();
+    let form = use_draft(
+        DraftKey::Contact {
+            account: id.clone(),
+        },
+        ContactDraft::default(),
+    );
     let add = {
-        let (adding, name, role, phone, email) = (
-            adding.clone(),
-            name.clone(),
-            role.clone(),
-            phone.clone(),
-            email.clone(),
-        );
+        let (adding, form) = (adding.clone(), form.clone());
         let (services, id) = (app.services.clone(), id.clone());
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            if name.trim().is_empty() {
+            let draft = form.value();
+            if draft.name.trim().is_empty() {
                 return;
             }
             let contact = Contact {
-                name: name.trim().into(),
-                role: role.trim().into(),
-                phone: phone.trim().into(),
-                email: email.trim().into(),
+                name: draft.name.trim().into(),
+                role: draft.role.trim().into(),
+                phone: draft.phone.trim().into(),
+                email: draft.email.trim().into(),
             };
-            if services.edit(&id, move |doc, now| {
+            if services.save_form(&id, &form.key(), move |doc, now| {
                 doc.put_contact(&ContactId::from_random(&new_item_id()), &contact, now)
             }) {
-                for field in [&name, &role, &phone, &email] {
-                    field.set(String::new());
-                }
+                form.reset();
                 adding.set(false);
             }
         })
     };
+    let open = *adding || app.state.drafts.has(&form.key());
+    let draft = form.value();
     html! {
         <section class="card contacts">
             <h2>{ "Contacts" }</h2>
@@ -570,12 +623,12 @@ fn contacts(props: &SectionProps) -> Html {
                     </li>
                 }) }
             </ul>
-            if *adding {
-                <form onsubmit={add}>
-                    <TextField label="Name" name="contact-name" value={(*name).clone()} on_change={setter(&name)} required=true />
-                    <TextField label="Role" name="contact-role" value={(*role).clone()} on_change={setter(&role)} />
-                    <TextField label="Phone" name="contact-phone" kind="tel" value={(*phone).clone()} on_change={setter(&phone)} />
-                    <TextField label="Email" name="contact-email" kind="email" value={(*email).clone()} on_change={setter(&email)} />
+            if open {
+                <form onsubmit={add} ref={form.node()}>
+                    <TextField label="Name" name="contact-name" value={draft.name} on_change={form.field(|d, v| d.name = v)} required=true />
+                    <TextField label="Role" name="contact-role" value={draft.role} on_change={form.field(|d, v| d.role = v)} />
+                    <TextField label="Phone" name="contact-phone" kind="tel" value={draft.phone} on_change={form.field(|d, v| d.phone = v)} />
+                    <TextField label="Email" name="contact-email" kind="email" value={draft.email} on_change={form.field(|d, v| d.email = v)} />
                     <div class="actions"><button type="submit" class="primary">{ "Save contact" }</button></div>
                 </form>
             } else {

@@ -8,6 +8,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::components::app::use_app;
+use crate::components::drafts::DraftBanners;
 use crate::components::fields::place;
 use crate::platform::now_millis;
 use crate::state::Route;
@@ -106,6 +107,8 @@ pub fn accounts_screen() -> Html {
 
     html! {
         <main class="screen accounts">
+            // First on the screen: a rep back after an interruption finds the unsaved note at once.
+            <DraftBanners />
             <div class="filters">
                 <input
                     type="search"

@@ -16,6 +16,7 @@ use crate::components::{
     account::AccountScreen,
     accounts::AccountsScreen,
     capture::CaptureScreen,
+    drafts::DraftUndo,
     join::{InviteScreen, Joined, SignedInAs, setup_screen},
     new_account::NewAccountScreen,
     sign_in::{self, Credentials, CredentialsForm, sign_in_screen},
@@ -221,6 +222,7 @@ pub fn app() -> Html {
                 dispatch.emit(Action::Booted(Boot::SigningOut));
                 if let Some(running) = &running {
                     running.sync.stop();
+                    running.drafts.stop();
                     running.repo.borrow().idb().close();
                 }
                 services.set(None);
@@ -308,13 +310,16 @@ pub fn app() -> Html {
                 switch_team,
                 show_sign_in,
             };
+            // Screens with forms open afresh from the drafts when one was discarded or brought
+            // back, and when they show another account.
+            let forms = format!("{}{}", state.drafts.revision, state.route.to_hash());
             let screen = match &state.route {
                 Route::Accounts | Route::Setup(_) | Route::Invite(_) => {
                     html! { <AccountsScreen /> }
                 }
-                Route::NewAccount => html! { <NewAccountScreen /> },
-                Route::Account(id) => html! { <AccountScreen id={id.clone()} /> },
-                Route::Capture(id) => html! { <CaptureScreen id={id.clone()} /> },
+                Route::NewAccount => html! { <NewAccountScreen key={forms} /> },
+                Route::Account(id) => html! { <AccountScreen key={forms} id={id.clone()} /> },
+                Route::Capture(id) => html! { <CaptureScreen key={forms} id={id.clone()} /> },
                 Route::Team => html! { <TeamScreen /> },
             };
             let notice = state.notice.clone().map(|text| {
@@ -341,6 +346,7 @@ pub fn app() -> Html {
                         { for sign_in_again }
                         { for update }
                         { for notice }
+                        <DraftUndo />
                         { screen }
                     </div>
                 </ContextProvider<AppContext>>

@@ -1,11 +1,16 @@
 //! Quick capture after a visit: the note, the drivers it touches, an objection, a follow-up.
-//! From the list this is one tap ("Note"), typing, and one tap ("Save note").
+//! From the list this is one tap ("Note"), typing, and one tap ("Save note"). Everything typed
+//! is kept as a draft as it is typed, until "Save note" or "Cancel".
 
 use fieldnotes_model::{DriverKey, FollowUpId, NewNote, NoteId, Strength};
 use yew::prelude::*;
 
 use crate::components::app::use_app;
-use crate::components::fields::{DriverChips, TextArea, TextField, input_date, parse_input_date};
+use crate::components::drafts::use_draft;
+use crate::components::fields::{
+    DriverChips, TextArea, TextField, date_time, input_date, parse_input_date,
+};
+use crate::drafts::form::{DraftKey, NoteDraft};
 use crate::platform::now_millis;
 use crate::services::new_item_id;
 use crate::state::Route;
@@ -20,58 +25,50 @@ pub struct CaptureProps {
 #[function_component(CaptureScreen)]
 pub fn capture_screen(props: &CaptureProps) -> Html {
     let app = use_app();
-    let text = use_state(String::new);
-    let drivers = use_state(Vec::<DriverKey>::new);
-    let objection = use_state(String::new);
-    let follow_up = use_state(String::new);
-    let due = use_state(|| input_date(now_millis() + 7 * DAY_MILLIS));
+    let form = use_draft(
+        DraftKey::Note {
+            account: props.id.clone(),
+        },
+        NoteDraft {
+            due: input_date(now_millis() + 7 * DAY_MILLIS),
+            ..NoteDraft::default()
+        },
+    );
     let error = use_state(|| None::<&'static str>);
 
     let Some(account) = app.state.account(&props.id).cloned() else {
         return html! { <main class="screen"><p class="empty">{ "This account is not on this phone yet. It arrives with the next sync." }</p></main> };
     };
-    let setter = |handle: &UseStateHandle<String>| {
-        let handle = handle.clone();
-        Callback::from(move |value: String| handle.set(value))
-    };
     let toggle = {
-        let drivers = drivers.clone();
+        let form = form.clone();
         Callback::from(move |key: DriverKey| {
-            let mut next = (*drivers).clone();
-            match next.iter().position(|k| k == &key) {
+            form.edit(|note| match note.drivers.iter().position(|k| k == &key) {
                 Some(i) => {
-                    next.remove(i);
+                    note.drivers.remove(i);
                 }
-                None => next.push(key),
-            }
-            drivers.set(next);
+                None => note.drivers.push(key),
+            })
         })
     };
     let save = {
-        let (text, drivers, objection, follow_up, due, error) = (
-            text.clone(),
-            drivers.clone(),
-            objection.clone(),
-            follow_up.clone(),
-            due.clone(),
-            error.clone(),
-        );
+        let (form, error) = (form.clone(), error.clone());
         let services = app.services.clone();
         let id = props.id.clone();
         let known: Vec<DriverKey> = account.drivers.keys().cloned().collect();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let note_text = text.trim().to_string();
-            if note_text.is_empty() && follow_up.trim().is_empty() {
+            let draft = form.value();
+            let note_text = draft.text.trim().to_string();
+            if note_text.is_empty() && draft.follow_up.trim().is_empty() {
                 error.set(Some(
                     "Write what you learned, or a follow-up, before saving.",
                 ));
                 return;
             }
-            let due_millis = if follow_up.trim().is_empty() {
+            let due_millis = if draft.follow_up.trim().is_empty() {
                 None
             } else {
-                match parse_input_date(&due) {
+                match parse_input_date(&draft.due) {
                     Some(millis) => Some(millis),
                     None => {
                         error.set(Some("Pick a due date for the follow-up."));
@@ -82,19 +79,20 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
             let note = NewNote {
                 id: NoteId::from_random(&new_item_id()),
                 text: note_text.clone(),
-                drivers: (*drivers).clone(),
-                objections: Some(objection.trim().to_string())
+                drivers: draft.drivers.clone(),
+                objections: Some(draft.objection.trim().to_string())
                     .filter(|o| !o.is_empty())
                     .into_iter()
                     .collect(),
             };
-            let follow_up_text = follow_up.trim().to_string();
-            let new_drivers: Vec<DriverKey> = drivers
+            let follow_up_text = draft.follow_up.trim().to_string();
+            let new_drivers: Vec<DriverKey> = draft
+                .drivers
                 .iter()
                 .filter(|d| !known.contains(d))
                 .cloned()
                 .collect();
-            let saved = services.edit(&id, move |doc, now| {
+            let saved = services.save_form(&id, &form.key(), move |doc, now| {
                 if !note.text.is_empty() || !note.drivers.is_empty() || !note.objections.is_empty()
                 {
                     // A driver ticked on a note is a reason this client works with us: record it
@@ -116,14 +114,19 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
                 Ok(())
             });
             if saved {
+                form.reset();
                 services.navigate(Route::Account(id.clone()));
             }
         })
     };
+    // Cancel throws the draft away ("Undo" can bring it back); any other way out keeps it.
     let cancel = {
-        let services = app.services.clone();
+        let (form, services) = (form.clone(), app.services.clone());
         let id = props.id.clone();
-        Callback::from(move |_| services.navigate(Route::Account(id.clone())))
+        Callback::from(move |_| {
+            form.discard();
+            services.navigate(Route::Account(id.clone()));
+        })
     };
     let extra: Vec<DriverKey> = account
         .drivers
@@ -131,23 +134,27 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
         .filter(|k| k.is_custom())
         .cloned()
         .collect();
+    let note = form.value();
     html! {
         <main class="screen form-screen capture">
             <h1>{ format!("Note: {}", account.name) }</h1>
-            <form id="capture" onsubmit={save}>
+            if let Some(millis) = form.restored_from() {
+                <p class="hint draft-restored">{ format!("Your unsaved note from {}, kept on this phone.", date_time(millis)) }</p>
+            }
+            <form id="capture" onsubmit={save} ref={form.node()}>
                 <TextArea label="What did you learn?" name="note" rows={5} autofocus=true
-                    value={(*text).clone()} on_change={setter(&text)}
+                    value={note.text} on_change={form.field(|d, v| d.text = v)}
                     placeholder="What they said, what they need, why they buy from us" />
                 <fieldset>
                     <legend>{ "Why they work with us (tick what this touches)" }</legend>
-                    <DriverChips selected={(*drivers).clone()} on_toggle={toggle} {extra} />
+                    <DriverChips selected={note.drivers} on_toggle={toggle} {extra} />
                 </fieldset>
                 <TextField label="Objection or resistance heard" name="objection"
-                    value={(*objection).clone()} on_change={setter(&objection)} placeholder="Optional" />
+                    value={note.objection} on_change={form.field(|d, v| d.objection = v)} placeholder="Optional" />
                 <div class="follow-up-fields">
-                    <TextField label="Follow-up" name="follow-up" value={(*follow_up).clone()}
-                        on_change={setter(&follow_up)} placeholder="Optional, e.g. send the training dates" />
-                    <TextField label="Due" name="due" kind="date" value={(*due).clone()} on_change={setter(&due)} />
+                    <TextField label="Follow-up" name="follow-up" value={note.follow_up}
+                        on_change={form.field(|d, v| d.follow_up = v)} placeholder="Optional, e.g. send the training dates" />
+                    <TextField label="Due" name="due" kind="date" value={note.due} on_change={form.field(|d, v| d.due = v)} />
                 </div>
                 if let Some(message) = *error { <p class="error" role="alert">{ message }</p> }
             </form>

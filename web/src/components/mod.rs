@@ -5,6 +5,7 @@ pub mod account;
 pub mod accounts;
 pub mod app;
 pub mod capture;
+pub mod drafts;
 pub mod fields;
 pub mod join;
 pub mod new_account;

@@ -25,7 +25,7 @@ pub fn status_bar() -> Html {
         let services = app.services.clone();
         Callback::from(move |_| services.flush())
     };
-    let save_error = state.storage.error.is_some();
+    let save_error = state.save_failed();
     let usage = state.storage.usage.map(|(used, quota)| {
         format!(
             "Uses {} of {} on this phone{}",

@@ -11,13 +11,13 @@ use crate::components::app::{AppContext, use_app};
 use crate::components::fields::date;
 use crate::platform::now_millis;
 use crate::state::Route;
-use crate::{idb, session, sync};
+use crate::{drafts, idb, session, sync};
 
 #[function_component(TeamScreen)]
 pub fn team_screen() -> Html {
     let app = use_app();
-    // The number of unsynced changes the rep was warned about, while the warning shows.
-    let confirming = use_state(|| None::<usize>);
+    // What the rep was warned about (drafts, unsynced changes), while the warning shows.
+    let confirming = use_state(|| None::<(usize, usize)>);
     let accounts = app.state.accounts.clone();
     let now = now_millis();
     let visible = query::visible(&accounts).count();
@@ -68,22 +68,56 @@ pub fn team_screen() -> Html {
     }
 }
 
-/// Unacknowledged changes in the user's databases of the teams not open now. A database that
-/// cannot be read counts as one, so sign-out still warns rather than deleting it silently.
-async fn pending_in_other_teams(user_id: &str, open_database: &str) -> usize {
+/// Drafts and unacknowledged changes in the user's databases of the teams not open now. A
+/// database that cannot be read counts as one change, so sign-out still warns rather than
+/// deleting it silently.
+async fn kept_in_other_teams(user_id: &str, open_database: &str) -> (usize, usize) {
     let prefix = session::database_prefix(user_id);
-    let mut pending = 0;
+    let (mut drafts, mut pending) = (0, 0);
     for name in idb::database_names().await {
         if name.starts_with(&prefix) && name != open_database {
+            drafts += drafts::stored_count(&name).await.unwrap_or(0);
             pending += sync::stored_pending_changes(&name).await.unwrap_or(1);
         }
     }
-    pending
+    (drafts, pending)
+}
+
+/// The sign-out warning: what signing out would delete from this phone, and how to keep it.
+fn sign_out_warning(drafts: usize, changes: usize) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if drafts == 0 {
+        return format!(
+            "{} on this phone {} not reached the server yet. Signing out deletes {} from this \
+             phone for good. To keep {}, get online and wait for \u{201c}All synced\u{201d} \
+             before signing out.",
+            plural(changes, "change", "changes"),
+            if changes == 1 { "has" } else { "have" },
+            if changes == 1 { "it" } else { "them" },
+            if changes == 1 { "it" } else { "them" },
+        );
+    }
+    let them = if drafts + changes == 1 { "it" } else { "them" };
+    let drafts_words = plural(drafts, "unsaved draft", "unsaved drafts");
+    if changes == 0 {
+        return format!(
+            "{drafts_words} {} on this phone. Signing out deletes {them} from this phone for \
+             good. To keep {them}, open {them} from the account list and save.",
+            if drafts == 1 { "is" } else { "are" },
+        );
+    }
+    format!(
+        "{drafts_words} and {} not yet synced are on this phone. Signing out deletes them from \
+         this phone for good. To keep them, save the drafts, then get online and wait for \
+         \u{201c}All synced\u{201d} before signing out.",
+        plural(changes, "change", "changes"),
+    )
 }
 
 /// Who is signed in, which team is shown, and sign-out (with a warning when changes have not
 /// reached the server: signing out deletes this user's data from the device).
-fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) -> Html {
+fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<(usize, usize)>>) -> Html {
     let session = app.session.clone();
     let sign_out = {
         let (confirming, services, sign_out) = (
@@ -98,12 +132,16 @@ fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) 
             let (user_id, open_database) = (user_id.clone(), open_database.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 // Sign-out deletes every team's data on this phone, not just the open one's.
-                let pending = services.sync.pending_changes()
-                    + pending_in_other_teams(&user_id, &open_database).await;
-                if pending == 0 || *confirming == Some(pending) {
+                let (other_drafts, other_pending) =
+                    kept_in_other_teams(&user_id, &open_database).await;
+                let kept = (
+                    services.drafts.count() + other_drafts,
+                    services.sync.pending_changes() + other_pending,
+                );
+                if kept == (0, 0) || *confirming == Some(kept) {
                     sign_out.emit(());
                 } else {
-                    confirming.set(Some(pending));
+                    confirming.set(Some(kept));
                 }
             });
         })
@@ -135,22 +173,14 @@ fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) 
             } else {
                 <p>{ format!("Team: {}", team.name) }</p>
             }
-            if let Some(pending) = **confirming {
+            if let Some((drafts, pending)) = **confirming {
                 // A sheet over the bottom bar: the choice is in view and within thumb reach.
                 <div class="sheet warning" role="alert">
-                    <p>{ format!(
-                        "{pending} {} on this phone {} not reached the server yet. Signing out \
-                         deletes {} from this phone for good. To keep {}, get online and wait \
-                         for \u{201c}All synced\u{201d} before signing out.",
-                        if pending == 1 { "change" } else { "changes" },
-                        if pending == 1 { "has" } else { "have" },
-                        if pending == 1 { "it" } else { "them" },
-                        if pending == 1 { "it" } else { "them" },
-                    ) }</p>
+                    <p>{ sign_out_warning(drafts, pending) }</p>
                     <div class="actions">
                         <button class="secondary" onclick={cancel}>{ "Stay signed in" }</button>
                         <button class="danger" onclick={sign_out}>
-                            { if pending == 1 { "Sign out and delete it" } else { "Sign out and delete them" } }
+                            { if drafts + pending == 1 { "Sign out and delete it" } else { "Sign out and delete them" } }
                         </button>
                     </div>
                 </div>
@@ -160,5 +190,33 @@ fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<usize>>) 
                 </div>
             }
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sign_out_warning;
+
+    #[test]
+    fn the_sign_out_warning_counts_drafts_and_unsynced_changes() {
+        assert_eq!(
+            sign_out_warning(0, 3),
+            "3 changes on this phone have not reached the server yet. Signing out deletes them \
+             from this phone for good. To keep them, get online and wait for \u{201c}All \
+             synced\u{201d} before signing out."
+        );
+        assert!(sign_out_warning(0, 1).starts_with("1 change on this phone has not reached"));
+        assert_eq!(
+            sign_out_warning(2, 3),
+            "2 unsaved drafts and 3 changes not yet synced are on this phone. Signing out \
+             deletes them from this phone for good. To keep them, save the drafts, then get \
+             online and wait for \u{201c}All synced\u{201d} before signing out."
+        );
+        assert_eq!(
+            sign_out_warning(1, 0),
+            "1 unsaved draft is on this phone. Signing out deletes it from this phone for good. \
+             To keep it, open it from the account list and save."
+        );
+        assert!(sign_out_warning(1, 1).starts_with("1 unsaved draft and 1 change not yet synced"));
     }
 }

@@ -232,8 +232,9 @@ pub enum Step {
         frame: Vec<u8>,
     },
     /// A `sync` of the slot's own peer carrying [`templates`]`[template]`, changed by
-    /// `mutation` with `parameters` (see [`mutate`]): the whole message, or with bit 3 of
-    /// `mutation` set, one of its change chunks, resealed afterwards.
+    /// `mutation` with `parameters`: bytes of the whole message ([`mutate`]), or with bit 3 of
+    /// `mutation` set, bytes of one of its change chunks, resealed afterwards, or with bit 4
+    /// set, one of its fields replaced ([`rebuild`]).
     Template {
         slot: u8,
         template: u8,
@@ -529,7 +530,7 @@ pub fn mutate(data: &mut Vec<u8>, mutation: u8, parameters: &[u8]) {
 /// [`mutate`] applied to one change chunk of a sync message (the one the last parameter byte
 /// picks), which is then resealed. A message without changes is mutated whole.
 fn mutate_change(data: &[u8], mutation: u8, parameters: &[u8]) -> Vec<u8> {
-    let Ok(mut message) = sync::Message::decode(data) else {
+    let Some(mut message) = reencodable(data) else {
         let mut data = data.to_vec();
         mutate(&mut data, mutation, parameters);
         return data;
@@ -547,10 +548,125 @@ fn mutate_change(data: &[u8], mutation: u8, parameters: &[u8]) -> Vec<u8> {
     message.encode()
 }
 
+/// The sync message in `data`, if automerge can encode it again: its decoder takes hash lists
+/// in any order, its encoder insists on sorted ones (a debug assertion). Unsorted lists reach
+/// the hub as they are, through the steps that send bytes untouched.
+fn reencodable(data: &[u8]) -> Option<sync::Message> {
+    let message = sync::Message::decode(data).ok()?;
+    let sorted = |hashes: &[ChangeHash]| hashes.is_sorted();
+    let encodable = sorted(&message.heads)
+        && sorted(&message.need)
+        && message.have.iter().all(|have| sorted(&have.last_sync));
+    encodable.then_some(message)
+}
+
+/// The change hashes of the fixtures and templates, for fields that name changes.
+fn known_hashes() -> &'static [ChangeHash] {
+    static HASHES: OnceLock<Vec<ChangeHash>> = OnceLock::new();
+    HASHES.get_or_init(|| {
+        let mut hashes = Vec::new();
+        for template in templates() {
+            if let Ok(message) = sync::Message::decode(&template.data) {
+                let mut doc = Automerge::new();
+                for chunk in message.changes.iter() {
+                    let _ = doc.load_incremental(chunk);
+                }
+                hashes.extend(doc.get_changes(&[]).iter().map(|change| change.hash()));
+                hashes.extend(message.heads);
+            }
+        }
+        hashes.sort();
+        hashes.dedup();
+        hashes
+    })
+}
+
+/// Hashes named by the parameters: each byte picks a known hash, or (above the known ones) a
+/// hash no document has. Sorted, as automerge's encoder insists (unsorted ones on the wire come
+/// from byte mutations).
+fn hashes_from(parameters: &[u8]) -> Vec<ChangeHash> {
+    let known = known_hashes();
+    let mut hashes: Vec<ChangeHash> = parameters
+        .iter()
+        .take(8)
+        .map(|&byte| match known.get(usize::from(byte)) {
+            Some(hash) => *hash,
+            None => ChangeHash([byte; 32]),
+        })
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    hashes
+}
+
+/// The template with one field of the decoded sync message replaced (`mutation & 7`), then
+/// encoded again: a message automerge itself could have written, saying something no honest
+/// peer would.
+///
+/// 0: the first `have`'s bloom filter is the parameters' bytes (its entry count, bits per entry
+/// and probes included); 1: `need` names the parameters' hashes; 2: so do `heads`; 3: so does
+/// the first `have`'s `last_sync`; 4: the changes are dropped, repeated or reversed; 5: the
+/// other message version; 6: every `have` is dropped; 7: a `have` is added per parameter pair.
+pub fn rebuild(data: &[u8], mutation: u8, parameters: &[u8]) -> Vec<u8> {
+    let Some(mut message) = reencodable(data) else {
+        return data.to_vec();
+    };
+    match mutation & 7 {
+        0 => {
+            if let Ok(bloom) = sync::BloomFilter::try_from(parameters) {
+                match message.have.first_mut() {
+                    Some(have) => have.bloom = bloom,
+                    None => message.have.push(sync::Have {
+                        last_sync: Vec::new(),
+                        bloom,
+                    }),
+                }
+            }
+        }
+        1 => message.need = hashes_from(parameters),
+        2 => message.heads = hashes_from(parameters),
+        3 => {
+            let last_sync = hashes_from(parameters);
+            match message.have.first_mut() {
+                Some(have) => have.last_sync = last_sync,
+                None => message.have.push(sync::Have {
+                    last_sync,
+                    bloom: sync::BloomFilter::default(),
+                }),
+            }
+        }
+        4 => {
+            let mut chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+            match parameters.first().copied().unwrap_or(0) % 3 {
+                0 => chunks.clear(),
+                1 => chunks.extend(chunks.clone()),
+                _ => chunks.reverse(),
+            }
+            message.changes = chunks.into();
+        }
+        5 => {
+            message.version = match message.version {
+                sync::MessageVersion::V1 => sync::MessageVersion::V2,
+                _ => sync::MessageVersion::V1,
+            }
+        }
+        6 => message.have.clear(),
+        _ => {
+            for pair in parameters.chunks(2).take(4) {
+                message.have.push(sync::Have {
+                    last_sync: hashes_from(&pair[..1]),
+                    bloom: sync::BloomFilter::from_hashes(hashes_from(&pair[1..]).into_iter()),
+                });
+            }
+        }
+    }
+    message.encode()
+}
+
 /// The sync message with every change chunk resealed; bytes that are not a sync message are
 /// returned as they are.
 pub fn reseal_message(data: &[u8]) -> Vec<u8> {
-    let Ok(mut message) = sync::Message::decode(data) else {
+    let Some(mut message) = reencodable(data) else {
         return data.to_vec();
     };
     let chunks: Vec<Vec<u8>> = message.changes.iter().map(reseal_chunk).collect();
@@ -897,7 +1013,9 @@ impl Session {
                 let slot = usize::from(*slot) % SLOTS;
                 let all = templates();
                 let chosen = &all[usize::from(*template) % all.len()];
-                let data = if mutation & 0x08 != 0 {
+                let data = if mutation & 0x10 != 0 {
+                    rebuild(&chosen.data, *mutation, parameters)
+                } else if mutation & 0x08 != 0 {
                     mutate_change(&chosen.data, *mutation, parameters)
                 } else {
                     let mut data = chosen.data.clone();

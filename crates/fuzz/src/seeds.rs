@@ -572,23 +572,43 @@ fn refusals() -> Recorded {
     r.finish("refusals")
 }
 
-/// Each of the harness's mutations of a real sync message, whole and inside a change, one batch
-/// each.
+/// Each of the harness's mutations of a real sync message about an account the hub holds:
+/// bytes of the whole message, bytes inside a change, and each field rebuilt. One batch each.
 fn mutated_templates() -> Recorded {
     let mut r = Recorder::new(Setup::default());
+    r.give(0, FULL, true, 1);
+    r.connect(0);
+    r.settle();
     let with_changes = crate::hub_session::templates()
         .iter()
         .position(|t| {
-            automerge::sync::Message::decode(&t.data).is_ok_and(|m| !m.changes.is_empty())
+            t.document == FULL as u8
+                && automerge::sync::Message::decode(&t.data).is_ok_and(|m| !m.changes.is_empty())
         })
         .expect("some template carries changes") as u8;
-    for mutation in (0..7u8).chain(8..15) {
+    // A real bloom filter (two known changes), which libFuzzer can then bend.
+    let bloom = automerge::sync::BloomFilter::from_hashes(
+        crate::hub_session::templates()
+            .iter()
+            .filter_map(|t| automerge::sync::Message::decode(&t.data).ok())
+            .flat_map(|m| m.heads)
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter(),
+    )
+    .to_bytes();
+    for mutation in (0..7u8).chain(8..15).chain(16..24) {
+        let parameters = if mutation == 16 {
+            bloom.clone()
+        } else {
+            vec![0, 9, 0x10, 0, 20, 0x01]
+        };
         r.step(join(1, 1, JoinFlags::default()));
         r.step(Step::Template {
             slot: 1,
             template: with_changes,
             mutation,
-            parameters: vec![0, 9, 0x10, 0, 20, 0x01],
+            parameters,
         });
         r.deliver();
     }

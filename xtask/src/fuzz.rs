@@ -3,8 +3,9 @@
 //!
 //! The targets are the cargo-fuzz package in `fuzz/` (its own workspace); their bodies are
 //! `crates/fuzz`. Each run reads three corpus folders: `fuzz/corpus/<target>/` (what libFuzzer
-//! grows, not kept in git), `fuzz/seeds/<target>/` (real messages and sessions) and
-//! `fuzz/regressions/<target>/` (every crash ever found, once fixed). A crash, a timeout or a
+//! grows, not kept in git; a fresh empty one in `cargo xtask test`), `fuzz/seeds/<target>/`
+//! (real messages and sessions) and `fuzz/regressions/<target>/` (every crash ever found, once
+//! fixed). A crash, a timeout or a
 //! memory blow-up stops the run with the input written to `fuzz/artifacts/<target>/`.
 
 use std::io::{BufRead, BufReader};
@@ -47,6 +48,11 @@ pub struct Options {
     /// times slower, and these targets are safe Rust over libraries whose unsafe code is small;
     /// turn it on to look for memory errors rather than for panics.
     pub address_sanitizer: bool,
+    /// Start from (and add to) `fuzz/corpus/<target>/`, what earlier runs here found. Off for
+    /// `cargo xtask test`, which starts from the seeds and regressions alone, in a fresh folder
+    /// each time: libFuzzer replays its whole corpus before the time limit applies, so a corpus
+    /// grown by long runs would stretch the test run, and differ from one machine to the next.
+    pub grow_corpus: bool,
 }
 
 /// What one run did, from libFuzzer's closing lines.
@@ -66,11 +72,12 @@ impl Figures {
     }
 }
 
-/// `cargo xtask fuzz <target|all> [--seconds N | --runs N] [--asan]`.
+/// `cargo xtask fuzz <target|all> [--seconds N | --runs N] [--asan] [--fresh]`.
 pub fn command(flags: &[String]) -> Result<()> {
     let mut targets = Vec::new();
     let mut bound = None;
     let mut address_sanitizer = false;
+    let mut grow_corpus = true;
     let mut flags = flags.iter();
     while let Some(flag) = flags.next() {
         let mut number = |name: &str| -> Result<u64> {
@@ -85,6 +92,7 @@ pub fn command(flags: &[String]) -> Result<()> {
             "--seconds" => bound = Some(Bound::Seconds(number("--seconds")?)),
             "--runs" => bound = Some(Bound::Runs(number("--runs")?)),
             "--asan" => address_sanitizer = true,
+            "--fresh" => grow_corpus = false,
             "all" => targets.extend(TARGETS),
             name if TARGETS.contains(&name) => targets.push(TARGETS[index_of(name)]),
             other => bail!(
@@ -99,6 +107,7 @@ pub fn command(flags: &[String]) -> Result<()> {
     let options = Options {
         bound: bound.unwrap_or(Bound::Seconds(60)),
         address_sanitizer,
+        grow_corpus,
     };
     crate::setup::fuzz_tools()?;
     build(&options)?;
@@ -166,7 +175,16 @@ pub fn build(options: &Options) -> Result<()> {
 /// Runs one target within the bound; a crash is an error naming the kept input.
 pub fn run(target: &str, options: &Options) -> Result<Figures> {
     let dir = fuzz_dir();
-    let corpus = dir.join("corpus").join(target);
+    let corpus = if options.grow_corpus {
+        dir.join("corpus").join(target)
+    } else {
+        let fresh = dir.join("target").join("test-corpus").join(target);
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh)
+                .with_context(|| format!("could not empty {}", fresh.display()))?;
+        }
+        fresh
+    };
     std::fs::create_dir_all(&corpus)
         .with_context(|| format!("could not create {}", corpus.display()))?;
     let artifacts = dir.join("artifacts").join(target);

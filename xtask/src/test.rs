@@ -92,6 +92,7 @@ pub fn all(options: &Options) -> Result<()> {
     let fuzzing = fuzz::Options {
         bound: fuzz::Bound::Seconds(FUZZ_SECONDS),
         address_sanitizer: false,
+        grow_corpus: false,
     };
     fuzz::build(&fuzzing)?;
     let mut figures = Vec::new();

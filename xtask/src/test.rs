@@ -87,22 +87,6 @@ pub fn all(options: &Options) -> Result<()> {
         &["--cfg", "fieldnotes_browser_automerge"],
     ))?;
 
-    // Each fuzz target for a bounded time, from its seeds and its kept crashes: a crash, a
-    // timeout or a memory blow-up fails the run and leaves the input in fuzz/artifacts/.
-    let fuzzing = fuzz::Options {
-        bound: fuzz::Bound::Seconds(FUZZ_SECONDS),
-        address_sanitizer: false,
-        grow_corpus: false,
-    };
-    fuzz::build(&fuzzing)?;
-    let mut figures = Vec::new();
-    for target in fuzz::TARGETS {
-        figures.push(fuzz::summary(target, &fuzz::run(target, &fuzzing)?));
-    }
-    for line in figures {
-        println!("{line}");
-    }
-
     let report = web::build(&web::Options {
         release: true,
         optimise: true,
@@ -134,6 +118,31 @@ pub fn all(options: &Options) -> Result<()> {
         node.args(files);
     }
     run_command(&mut node)?;
+
+    // Each fuzz target for a bounded time, from its seeds and its kept crashes: a crash, a
+    // timeout or a memory blow-up fails the run and leaves the input in fuzz/artifacts/. Last,
+    // and every target even when one crashes, so that a crash (new bugs turn up by chance)
+    // does not hide what the other checks and targets say.
+    let fuzzing = fuzz::Options {
+        bound: fuzz::Bound::Seconds(FUZZ_SECONDS),
+        address_sanitizer: false,
+        grow_corpus: false,
+    };
+    fuzz::build(&fuzzing)?;
+    let mut figures = Vec::new();
+    let mut failures = Vec::new();
+    for target in fuzz::TARGETS {
+        match fuzz::run(target, &fuzzing) {
+            Ok(run) => figures.push(fuzz::summary(target, &run)),
+            Err(error) => failures.push(format!("{error:#}")),
+        }
+    }
+    for line in figures {
+        println!("{line}");
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("fuzzing failed:\n{}", failures.join("\n"));
+    }
     println!("all checks passed");
     Ok(())
 }

@@ -6,10 +6,13 @@
 //!   Rust tests (model, engine, server over real sockets), the web build and its size budget,
 //!   the npm automerge-repo interop tests and the real-browser journeys.
 //! - `cargo xtask web [--dev] [--no-opt]`: only build the web app into `dist/`.
+//! - `cargo xtask fuzz <target|all> [--seconds N | --runs N] [--asan] [--fresh]`: run a fuzz
+//!   target for a bounded time or number of runs and print executions per second.
 //! - `cargo xtask setup [--browser]`: only install what is missing.
 //!
 //! Every step prints the command it runs, so a failure says where it happened.
 
+mod fuzz;
 mod setup;
 mod test;
 mod web;
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
         "setup" => {
             setup::rust_targets()?;
             setup::web_tools()?;
+            setup::fuzz_tools()?;
             if has("--browser") {
                 setup::browser()?;
                 setup::test_tools()?;
@@ -46,6 +50,7 @@ fn main() -> Result<()> {
             web::build(&options).map(|_| ())
         }
         "run" => run(flags),
+        "fuzz" => fuzz::command(flags),
         "test" => test::all(&test::Options {
             skip_browser: has("--no-browser"),
         }),
@@ -66,9 +71,13 @@ tasks:
                  the browser journeys while iterating; CI never passes it)
   web [--dev] [--no-opt]
                  build the web app into dist/ and print its size budget
+  fuzz <frame_codec|hub_session|model_reader|all> [--seconds N | --runs N] [--asan] [--fresh]
+                 run a coverage-guided fuzz target (default 60 s, no sanitizer) and print its
+                 executions, time and exec/s; a crash is kept in fuzz/artifacts/<target>/;
+                 --fresh starts from the seeds and regressions only, as `test` does
   setup [--browser]
-                 install the rust wasm target, the standard library's source and npm build tools
-                 (and chromium and test tools)";
+                 install the rust wasm target, the standard library's source, cargo-fuzz and
+                 npm build tools (and chromium and test tools)";
 
 fn run(flags: &[String]) -> Result<()> {
     setup::rust_targets()?;

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use crate::fuzz::CARGO_FUZZ_VERSION;
 use crate::{on_path, project_root, run_command};
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -31,6 +32,29 @@ fn rustup_lists(args: &[&str], item: &str) -> Result<bool> {
     Ok(String::from_utf8_lossy(&installed.stdout)
         .lines()
         .any(|line| line.trim() == item))
+}
+
+/// cargo-fuzz, which builds and runs the fuzz targets (`cargo xtask fuzz`), at the version the
+/// project was fuzzed with. It builds from crates.io in about half a minute.
+pub fn fuzz_tools() -> Result<()> {
+    let installed = Command::new(crate::cargo())
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    if installed
+        .split_whitespace()
+        .any(|word| word == CARGO_FUZZ_VERSION)
+    {
+        return Ok(());
+    }
+    run_command(Command::new(crate::cargo()).args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
 }
 
 /// The npm build tools of the web app (binaryen's wasm-opt).

@@ -5,7 +5,13 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::setup::{self, WASM_TARGET};
-use crate::{cargo, project_root, run_command, set_rustflags, web};
+use crate::{cargo, fuzz, project_root, run_command, set_rustflags, web};
+
+/// How long `cargo xtask test` runs each fuzz target, from the seeds and every kept crash.
+/// Long enough to replay them all and to catch a regression near them, short enough that the
+/// three add about a minute to a run (the build of the targets adds more; ARCHITECTURE.md,
+/// "Testing").
+const FUZZ_SECONDS: u64 = 20;
 
 pub struct Options {
     /// Leave out the real-browser journeys (for quick local iterations only).
@@ -17,6 +23,7 @@ pub fn all(options: &Options) -> Result<()> {
     setup::rust_targets()?;
     setup::web_tools()?;
     setup::test_tools()?;
+    setup::fuzz_tools()?;
     if !options.skip_browser {
         setup::browser()?;
     }
@@ -28,6 +35,14 @@ pub fn all(options: &Options) -> Result<()> {
     };
 
     run_command(cargo_in_root().args(["fmt", "--all", "--", "--check"]))?;
+    // The cargo-fuzz package is a workspace of its own, which `--all` does not reach.
+    run_command(cargo_in_root().args([
+        "fmt",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--",
+        "--check",
+    ]))?;
     run_command(cargo_in_root().args([
         "clippy",
         "--workspace",
@@ -103,6 +118,31 @@ pub fn all(options: &Options) -> Result<()> {
         node.args(files);
     }
     run_command(&mut node)?;
+
+    // Each fuzz target for a bounded time, from its seeds and its kept crashes: a crash, a
+    // timeout or a memory blow-up fails the run and leaves the input in fuzz/artifacts/. Last,
+    // and every target even when one crashes, so that a crash (new bugs turn up by chance)
+    // does not hide what the other checks and targets say.
+    let fuzzing = fuzz::Options {
+        bound: fuzz::Bound::Seconds(FUZZ_SECONDS),
+        address_sanitizer: false,
+        grow_corpus: false,
+    };
+    fuzz::build(&fuzzing)?;
+    let mut figures = Vec::new();
+    let mut failures = Vec::new();
+    for target in fuzz::TARGETS {
+        match fuzz::run(target, &fuzzing) {
+            Ok(run) => figures.push(fuzz::summary(target, &run)),
+            Err(error) => failures.push(format!("{error:#}")),
+        }
+    }
+    for line in figures {
+        println!("{line}");
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("fuzzing failed:\n{}", failures.join("\n"));
+    }
     println!("all checks passed");
     Ok(())
 }

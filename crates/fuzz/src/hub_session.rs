@@ -855,6 +855,12 @@ impl DocStore for FuzzStore {
     fn rollback(&mut self) {
         self.inner.rollback();
     }
+    fn begin_frame(&mut self) {
+        self.inner.begin_frame();
+    }
+    fn undo_frame(&mut self) -> Result<(), Self::Error> {
+        Ok(self.inner.undo_frame()?)
+    }
 }
 
 /// Which slot a connection id belongs to (see [`Session::connect`]).
@@ -1167,6 +1173,14 @@ impl Session {
         assert_eq!(
             counters.protocol_errors, self.protocol_closes,
             "every protocol error closes its connection"
+        );
+        // The hub survives a panic in one frame, but a caught panic is still a bug: input
+        // the guard should have refused, or a fault in the hub.
+        assert_eq!(
+            counters.panics_caught,
+            0,
+            "a frame panicked inside the hub: {:?}",
+            self.hub.last_panic()
         );
     }
 

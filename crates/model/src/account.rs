@@ -112,6 +112,14 @@ pub struct NewNote {
     pub objections: Vec<String>,
 }
 
+/// A follow-up to add: what to do and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFollowUp {
+    pub id: FollowUpId,
+    pub text: String,
+    pub due_millis: i64,
+}
+
 /// A small task with a due date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FollowUp {
@@ -552,6 +560,31 @@ impl AccountDoc {
             put_strings(doc, &stored, "objections", objections)?;
             Ok(())
         })
+    }
+
+    /// A visit, as the quick capture records it: the note, then the follow-up.
+    ///
+    /// A driver ticked on the note that the account does not record yet is a reason this client
+    /// works with us: it is recorded too, with strength "matters" and the note as evidence, so
+    /// the account stops counting as "reasons unknown" (the rep can adjust it later). A note
+    /// with no text, no driver and no objection is not written; a follow-up alone is.
+    pub fn record_visit(
+        &mut self,
+        note: NewNote,
+        follow_up: Option<NewFollowUp>,
+        now_millis: i64,
+    ) -> Result<(), ModelError> {
+        if !note.text.is_empty() || !note.drivers.is_empty() || !note.objections.is_empty() {
+            let recorded = self.hydrate()?.drivers;
+            for driver in note.drivers.iter().filter(|d| !recorded.contains_key(*d)) {
+                self.set_driver(driver, Strength::MATTERS, &note.text, now_millis)?;
+            }
+            self.add_note(note, now_millis)?;
+        }
+        if let Some(follow_up) = follow_up {
+            self.add_follow_up(&follow_up.id, &follow_up.text, follow_up.due_millis, now_millis)?;
+        }
+        Ok(())
     }
 
     pub fn add_follow_up(

@@ -103,13 +103,14 @@ pub mod attribution;
 pub mod directory;
 mod document;
 pub mod driver;
+pub mod entry;
 mod error;
 mod ids;
 pub mod query;
 
 pub use account::{
-    Account, AccountDoc, Contact, Driver, FollowUp, Goal, GoalStatus, NewAccount, NewNote, Note,
-    hydrate_account,
+    Account, AccountDoc, Contact, Driver, FollowUp, Goal, GoalStatus, NewAccount, NewFollowUp,
+    NewNote, Note, hydrate_account,
 };
 pub use attribution::{HistoryEntry, actor_for, history, user_of_actor};
 pub use directory::{
@@ -117,6 +118,7 @@ pub use directory::{
 };
 pub use document::{Editor, SCHEMA_VERSION};
 pub use driver::{DriverKey, Strength, UsualDriver};
+pub use entry::{AccountEntry, EntryFollowUp};
 pub use error::ModelError;
 pub use ids::{
     AccountId, ContactId, DirectoryId, FollowUpId, GoalId, NoteId, TeamId, UserId, hex, new_id,

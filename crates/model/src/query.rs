@@ -1,44 +1,147 @@
-//! Pure queries over hydrated accounts, for the list screen and the manager's view.
+//! Pure queries for the list screen and the team view, over hydrated accounts or over the
+//! phone's index entries alike ([`Listed`]).
 //!
 //! Every query skips archived accounts: archiving hides an account everywhere. Each is one
 //! pass over the slice (plus a sort where it returns an order), so 500 accounts take well under
 //! a millisecond; see `benches/model.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::account::{Account, FollowUp};
+use crate::account::Account;
 use crate::driver::{DriverKey, Strength, UsualDriver};
-use crate::ids::FollowUpId;
+use crate::entry::AccountEntry;
+use crate::ids::{AccountId, FollowUpId};
 
 /// One day in milliseconds.
 pub const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
-/// The accounts that are not archived.
-pub fn visible(accounts: &[Account]) -> impl Iterator<Item = &Account> {
-    accounts.iter().filter(|a| !a.archived)
+/// What the queries read of an account: a hydrated [`Account`], or the [`AccountEntry`] the
+/// phone keeps for every account of its team.
+pub trait Listed {
+    fn id(&self) -> &AccountId;
+    fn name(&self) -> &str;
+    fn branch(&self) -> &str;
+    fn area(&self) -> &str;
+    fn archived(&self) -> bool;
+    fn created_at(&self) -> i64;
+    fn last_note_millis(&self) -> Option<i64>;
+    /// How strongly `driver` is recorded, if it is.
+    fn driver_strength(&self, driver: &DriverKey) -> Option<Strength>;
+    fn driver_keys(&self) -> Vec<&DriverKey>;
+    /// Follow-ups not done: id, text, due (unix milliseconds).
+    fn open_follow_ups(&self) -> Vec<(&FollowUpId, &str, i64)>;
+    /// Whether any searchable text contains `needle`, which is already lower-case.
+    fn contains_text(&self, needle: &str) -> bool;
 }
 
-/// Accounts whose name, branch, area, contacts (name, role, phone, email) or visit-note text
-/// contain `query`, ignoring case. An empty (or blank) query matches every account.
-pub fn search<'a>(accounts: &'a [Account], query: &str) -> Vec<&'a Account> {
-    let needle = query.trim().to_lowercase();
-    visible(accounts)
-        .filter(|a| needle.is_empty() || account_matches(a, &needle))
-        .collect()
-}
-
-fn account_matches(account: &Account, needle: &str) -> bool {
-    let fields = [&account.name, &account.branch, &account.area];
-    fields.iter().any(|f| contains_ignoring_case(f, needle))
-        || account.contacts.values().any(|c| {
+impl Listed for Account {
+    fn id(&self) -> &AccountId {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn branch(&self) -> &str {
+        &self.branch
+    }
+    fn area(&self) -> &str {
+        &self.area
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+    fn last_note_millis(&self) -> Option<i64> {
+        Account::last_note_millis(self)
+    }
+    fn driver_strength(&self, driver: &DriverKey) -> Option<Strength> {
+        self.drivers.get(driver).map(|d| d.strength)
+    }
+    fn driver_keys(&self) -> Vec<&DriverKey> {
+        self.drivers.keys().collect()
+    }
+    fn open_follow_ups(&self) -> Vec<(&FollowUpId, &str, i64)> {
+        self.follow_ups
+            .iter()
+            .filter(|(_, f)| !f.done)
+            .map(|(id, f)| (id, f.text.as_str(), f.due_millis))
+            .collect()
+    }
+    fn contains_text(&self, needle: &str) -> bool {
+        self.contacts.values().any(|c| {
             [&c.name, &c.role, &c.phone, &c.email]
                 .iter()
                 .any(|f| contains_ignoring_case(f, needle))
-        })
-        || account
+        }) || self
             .notes
             .iter()
             .any(|n| contains_ignoring_case(&n.text, needle))
+    }
+}
+
+impl Listed for AccountEntry {
+    fn id(&self) -> &AccountId {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn branch(&self) -> &str {
+        &self.branch
+    }
+    fn area(&self) -> &str {
+        &self.area
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+    fn last_note_millis(&self) -> Option<i64> {
+        self.last_note_millis
+    }
+    fn driver_strength(&self, driver: &DriverKey) -> Option<Strength> {
+        self.drivers
+            .iter()
+            .find(|(key, _)| key == driver)
+            .map(|(_, strength)| *strength)
+    }
+    fn driver_keys(&self) -> Vec<&DriverKey> {
+        self.drivers.iter().map(|(key, _)| key).collect()
+    }
+    fn open_follow_ups(&self) -> Vec<(&FollowUpId, &str, i64)> {
+        self.open_follow_ups
+            .iter()
+            .map(|f| (&f.id, f.text.as_str(), f.due_millis))
+            .collect()
+    }
+    fn contains_text(&self, needle: &str) -> bool {
+        // Already lower-case (see `AccountEntry::of`).
+        self.search_text.contains(needle)
+    }
+}
+
+/// The accounts that are not archived.
+pub fn visible<A: Listed>(accounts: &[A]) -> impl Iterator<Item = &A> {
+    accounts.iter().filter(|a| !a.archived())
+}
+
+/// Accounts whose name, branch, area, contacts (name, role, phone, email) or visit-note text
+/// contain `query`, ignoring case. An empty (or blank) query matches every account. On index
+/// entries the notes searched are the most recent ones (see [`crate::entry`]).
+pub fn search<'a, A: Listed>(accounts: &'a [A], query: &str) -> Vec<&'a A> {
+    let needle = query.trim().to_lowercase();
+    visible(accounts)
+        .filter(|a| needle.is_empty() || account_matches(*a, &needle))
+        .collect()
+}
+
+fn account_matches<A: Listed>(account: &A, needle: &str) -> bool {
+    let fields = [account.name(), account.branch(), account.area()];
+    fields.iter().any(|f| contains_ignoring_case(f, needle)) || account.contains_text(needle)
 }
 
 /// `needle` must already be lower-case. ASCII text is compared without allocating.
@@ -56,77 +159,72 @@ fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
 
 /// Accounts where `driver` is recorded with at least `min_strength`
 /// (pass [`Strength::MINOR`] for "recorded at all").
-pub fn with_driver<'a>(
-    accounts: &'a [Account],
+pub fn with_driver<'a, A: Listed>(
+    accounts: &'a [A],
     driver: &DriverKey,
     min_strength: Strength,
-) -> Vec<&'a Account> {
+) -> Vec<&'a A> {
     visible(accounts)
-        .filter(|a| {
-            a.drivers
-                .get(driver)
-                .is_some_and(|d| d.strength >= min_strength)
-        })
+        .filter(|a| a.driver_strength(driver).is_some_and(|s| s >= min_strength))
         .collect()
 }
 
 /// Accounts where nobody has recorded why the client works with us yet.
-pub fn reasons_unknown(accounts: &[Account]) -> Vec<&Account> {
-    visible(accounts).filter(|a| a.drivers.is_empty()).collect()
+pub fn reasons_unknown<A: Listed>(accounts: &[A]) -> Vec<&A> {
+    visible(accounts)
+        .filter(|a| a.driver_keys().is_empty())
+        .collect()
 }
 
 /// The last time anyone wrote a visit note, or the creation time if there is none.
-pub fn last_activity_millis(account: &Account) -> i64 {
-    account.last_note_millis().unwrap_or(account.created_at)
+pub fn last_activity_millis<A: Listed>(account: &A) -> i64 {
+    account.last_note_millis().unwrap_or(account.created_at())
 }
 
 /// Whether no visit note has been written for `stale_after_days` days as of `now_millis` (an
 /// account without notes counts from its creation).
-pub fn is_stale(account: &Account, now_millis: i64, stale_after_days: u32) -> bool {
+pub fn is_stale<A: Listed>(account: &A, now_millis: i64, stale_after_days: u32) -> bool {
     now_millis.saturating_sub(last_activity_millis(account))
         >= i64::from(stale_after_days) * DAY_MILLIS
 }
 
 /// Accounts with no visit note in the last `stale_after_days` days.
-pub fn stale(accounts: &[Account], now_millis: i64, stale_after_days: u32) -> Vec<&Account> {
+pub fn stale<A: Listed>(accounts: &[A], now_millis: i64, stale_after_days: u32) -> Vec<&A> {
     visible(accounts)
-        .filter(|a| is_stale(a, now_millis, stale_after_days))
+        .filter(|a| is_stale(*a, now_millis, stale_after_days))
         .collect()
 }
 
 /// A follow-up that is not done and was due before now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OverdueFollowUp<'a> {
-    pub account: &'a Account,
+pub struct OverdueFollowUp<'a, A> {
+    pub account: &'a A,
     pub id: &'a FollowUpId,
-    pub follow_up: &'a FollowUp,
-}
-
-fn is_overdue(follow_up: &FollowUp, now_millis: i64) -> bool {
-    !follow_up.done && follow_up.due_millis < now_millis
+    pub text: &'a str,
+    pub due_millis: i64,
 }
 
 /// Every overdue follow-up across the accounts, the longest overdue first.
-pub fn overdue_follow_ups(accounts: &[Account], now_millis: i64) -> Vec<OverdueFollowUp<'_>> {
-    let mut overdue: Vec<OverdueFollowUp<'_>> = visible(accounts)
+pub fn overdue_follow_ups<A: Listed>(
+    accounts: &[A],
+    now_millis: i64,
+) -> Vec<OverdueFollowUp<'_, A>> {
+    let mut overdue: Vec<OverdueFollowUp<'_, A>> = visible(accounts)
         .flat_map(|account| {
             account
-                .follow_ups
-                .iter()
-                .filter(move |(_, f)| is_overdue(f, now_millis))
-                .map(move |(id, follow_up)| OverdueFollowUp {
+                .open_follow_ups()
+                .into_iter()
+                .filter(move |(_, _, due)| *due < now_millis)
+                .map(move |(id, text, due_millis)| OverdueFollowUp {
                     account,
                     id,
-                    follow_up,
+                    text,
+                    due_millis,
                 })
         })
         .collect();
     overdue.sort_by(|a, b| {
-        (a.follow_up.due_millis, &a.account.id, a.id).cmp(&(
-            b.follow_up.due_millis,
-            &b.account.id,
-            b.id,
-        ))
+        (a.due_millis, a.account.id(), a.id).cmp(&(b.due_millis, b.account.id(), b.id))
     });
     overdue
 }
@@ -141,10 +239,10 @@ pub struct DriverCount {
 /// For the manager's chart: how many accounts record each driver, the most common first. The
 /// nine usual drivers always appear (with 0 if nobody records them); custom drivers appear when
 /// at least one account records them. Ties keep the usual order, then custom keys A–Z.
-pub fn accounts_per_driver(accounts: &[Account]) -> Vec<DriverCount> {
+pub fn accounts_per_driver<A: Listed>(accounts: &[A]) -> Vec<DriverCount> {
     let mut counts: BTreeMap<&DriverKey, usize> = BTreeMap::new();
     for account in visible(accounts) {
-        for key in account.drivers.keys() {
+        for key in account.driver_keys() {
             *counts.entry(key).or_default() += 1;
         }
     }
@@ -179,14 +277,14 @@ pub enum Attention {
 }
 
 /// The most urgent reason an account needs attention.
-pub fn attention(account: &Account, now_millis: i64, stale_after_days: u32) -> Attention {
+pub fn attention<A: Listed>(account: &A, now_millis: i64, stale_after_days: u32) -> Attention {
     if account
-        .follow_ups
-        .values()
-        .any(|f| is_overdue(f, now_millis))
+        .open_follow_ups()
+        .iter()
+        .any(|(_, _, due)| *due < now_millis)
     {
         Attention::OverdueFollowUp
-    } else if account.drivers.is_empty() {
+    } else if account.driver_keys().is_empty() {
         Attention::ReasonsUnknown
     } else if is_stale(account, now_millis, stale_after_days) {
         Attention::Stale
@@ -197,28 +295,104 @@ pub fn attention(account: &Account, now_millis: i64, stale_after_days: u32) -> A
 
 /// The list screen's order: overdue follow-ups first, then reasons unknown, then stale, then
 /// the rest; by name (ignoring case) within each group.
-pub fn needs_attention(
-    accounts: &[Account],
+pub fn needs_attention<A: Listed>(
+    accounts: &[A],
     now_millis: i64,
     stale_after_days: u32,
-) -> Vec<(&Account, Attention)> {
-    let mut ranked: Vec<(Attention, String, &Account)> = visible(accounts)
+) -> Vec<(&A, Attention)> {
+    let mut ranked: Vec<(Attention, String, &A)> = visible(accounts)
         .map(|a| {
             (
                 attention(a, now_millis, stale_after_days),
-                a.name.to_lowercase(),
+                a.name().to_lowercase(),
                 a,
             )
         })
         .collect();
-    ranked.sort_by(|a, b| (a.0, &a.1, &a.2.id).cmp(&(b.0, &b.1, &b.2.id)));
+    ranked.sort_by(|a, b| (a.0, &a.1, a.2.id()).cmp(&(b.0, &b.1, b.2.id())));
     ranked.into_iter().map(|(att, _, a)| (a, att)).collect()
+}
+
+/// What the rep narrowed the list to. Every filter set applies at once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListFilters {
+    pub search: String,
+    /// A branch's exact name; empty for all.
+    pub branch: String,
+    pub driver: Option<DriverKey>,
+    pub reasons_unknown: bool,
+    pub overdue: bool,
+}
+
+/// The list screen: the accounts the filters leave, in [`needs_attention`] order.
+pub fn list<'a, A: Listed>(
+    accounts: &'a [A],
+    filters: &ListFilters,
+    now_millis: i64,
+    stale_after_days: u32,
+) -> Vec<(&'a A, Attention)> {
+    let mut keep: Option<BTreeSet<&AccountId>> = None;
+    let mut narrow = |ids: Vec<&'a AccountId>| {
+        let ids: BTreeSet<&AccountId> = ids.into_iter().collect();
+        keep = Some(match keep.take() {
+            None => ids,
+            Some(previous) => previous.intersection(&ids).copied().collect(),
+        });
+    };
+    if !filters.search.trim().is_empty() {
+        narrow(
+            search(accounts, &filters.search)
+                .iter()
+                .map(|a| a.id())
+                .collect(),
+        );
+    }
+    if !filters.branch.is_empty() {
+        narrow(
+            visible(accounts)
+                .filter(|a| a.branch() == filters.branch)
+                .map(|a| a.id())
+                .collect(),
+        );
+    }
+    if let Some(driver) = &filters.driver {
+        narrow(
+            with_driver(accounts, driver, Strength::MINOR)
+                .iter()
+                .map(|a| a.id())
+                .collect(),
+        );
+    }
+    if filters.reasons_unknown {
+        narrow(reasons_unknown(accounts).iter().map(|a| a.id()).collect());
+    }
+    if filters.overdue {
+        narrow(
+            overdue_follow_ups(accounts, now_millis)
+                .iter()
+                .map(|o| o.account.id())
+                .collect(),
+        );
+    }
+    needs_attention(accounts, now_millis, stale_after_days)
+        .into_iter()
+        .filter(|(a, _)| keep.as_ref().is_none_or(|k| k.contains(a.id())))
+        .collect()
+}
+
+/// The branches the visible accounts name, A–Z, for the branch filter.
+pub fn branches<A: Listed>(accounts: &[A]) -> Vec<&str> {
+    let names: BTreeSet<&str> = visible(accounts)
+        .map(|a| a.branch())
+        .filter(|b| !b.is_empty())
+        .collect();
+    names.into_iter().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Contact, Driver, Note};
+    use crate::account::{Contact, Driver, FollowUp, Note};
     use crate::ids::{AccountId, ContactId, NoteId, TeamId, UserId};
 
     const NOW: i64 = 1_700_000_000_000;
@@ -471,6 +645,109 @@ mod tests {
                 ("Fine A", Attention::None),
                 ("fine b", Attention::None),
             ]
+        );
+    }
+
+    fn ids<'a, A: Listed + 'a>(accounts: impl IntoIterator<Item = &'a A>) -> Vec<&'a str> {
+        accounts.into_iter().map(|a| a.id().as_str()).collect()
+    }
+
+    /// A mixed team: every kind of account the queries tell apart.
+    fn team() -> Vec<Account> {
+        let known = |a| with_driver_rec(a, UsualDriver::Relationship, Strength::STRONG);
+        let mut archived = with_follow_up(account("9", "Archived"), "f", -3, false);
+        archived.archived = true;
+        let mut east = with_note(known(account("7", "East")), "they like the app", 2);
+        east.branch = "Eastgate".to_string();
+        vec![
+            with_note(known(account("1", "fine b")), "ok", 1),
+            known(account("3", "stale")),
+            with_note(account("4", "unknown"), "invoice portal", 1),
+            with_follow_up(with_note(known(account("5", "overdue")), "ok", 1), "f", -1, false),
+            with_driver_rec(account("6", "Priced"), UsualDriver::Price, Strength::MINOR),
+            east,
+            archived,
+        ]
+    }
+
+    #[test]
+    fn every_query_answers_the_same_over_index_entries() {
+        let accounts = team();
+        let entries: Vec<AccountEntry> = accounts.iter().map(AccountEntry::of).collect();
+        for needle in ["", "east", "invoice", "nothing"] {
+            assert_eq!(ids(search(&accounts, needle)), ids(search(&entries, needle)), "{needle}");
+        }
+        let price = DriverKey::usual(UsualDriver::Price);
+        assert_eq!(
+            ids(with_driver(&accounts, &price, Strength::MINOR)),
+            ids(with_driver(&entries, &price, Strength::MINOR))
+        );
+        assert_eq!(ids(reasons_unknown(&accounts)), ids(reasons_unknown(&entries)));
+        assert_eq!(ids(stale(&accounts, NOW, 30)), ids(stale(&entries, NOW, 30)));
+        fn overdue<A>(o: Vec<OverdueFollowUp<'_, A>>) -> Vec<(String, i64)> {
+            o.iter().map(|o| (o.text.to_string(), o.due_millis)).collect()
+        }
+        assert_eq!(
+            overdue(overdue_follow_ups(&accounts, NOW)),
+            overdue(overdue_follow_ups(&entries, NOW))
+        );
+        assert_eq!(accounts_per_driver(&accounts), accounts_per_driver(&entries));
+        fn ranked<A: Listed>(r: Vec<(&A, Attention)>) -> Vec<(String, Attention)> {
+            r.into_iter()
+                .map(|(a, at)| (a.id().as_str().to_string(), at))
+                .collect()
+        }
+        assert_eq!(
+            ranked(needs_attention(&accounts, NOW, 30)),
+            ranked(needs_attention(&entries, NOW, 30))
+        );
+        assert_eq!(branches(&accounts), branches(&entries));
+        assert_eq!(branches(&entries), ["Eastgate", "North"]);
+    }
+
+    #[test]
+    fn the_list_applies_every_filter_at_once_in_attention_order() {
+        let entries: Vec<AccountEntry> = team().iter().map(AccountEntry::of).collect();
+        let list_ids = |filters: ListFilters| -> Vec<String> {
+            list(&entries, &filters, NOW, 30)
+                .into_iter()
+                .map(|(a, _)| a.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            list_ids(ListFilters::default()),
+            ["overdue", "unknown", "Priced", "stale", "East", "fine b"]
+        );
+        assert_eq!(
+            list_ids(ListFilters {
+                branch: "Eastgate".into(),
+                ..ListFilters::default()
+            }),
+            ["East"]
+        );
+        assert_eq!(
+            list_ids(ListFilters {
+                search: "OK".into(),
+                reasons_unknown: false,
+                overdue: true,
+                ..ListFilters::default()
+            }),
+            ["overdue"]
+        );
+        assert_eq!(
+            list_ids(ListFilters {
+                driver: Some(DriverKey::usual(UsualDriver::Relationship)),
+                search: "e".into(),
+                ..ListFilters::default()
+            }),
+            ["overdue", "stale", "East", "fine b"]
+        );
+        assert_eq!(
+            list_ids(ListFilters {
+                reasons_unknown: true,
+                ..ListFilters::default()
+            }),
+            ["unknown"]
         );
     }
 }

@@ -582,7 +582,12 @@ impl AccountDoc {
             self.add_note(note, now_millis)?;
         }
         if let Some(follow_up) = follow_up {
-            self.add_follow_up(&follow_up.id, &follow_up.text, follow_up.due_millis, now_millis)?;
+            self.add_follow_up(
+                &follow_up.id,
+                &follow_up.text,
+                follow_up.due_millis,
+                now_millis,
+            )?;
         }
         Ok(())
     }

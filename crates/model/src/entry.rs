@@ -293,7 +293,11 @@ mod tests {
             entry.drivers,
             vec![(DriverKey::usual(UsualDriver::Delivery), Strength::MATTERS)]
         );
-        assert_eq!(entry.open_follow_ups.len(), 1, "done follow-ups are left out");
+        assert_eq!(
+            entry.open_follow_ups.len(),
+            1,
+            "done follow-ups are left out"
+        );
         assert!(entry.search_text.contains("ana müller"));
         assert!(entry.search_text.contains("wants élan pricing"));
         // The newest note first, and the old one only as far as the budget goes.

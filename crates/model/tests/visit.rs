@@ -2,8 +2,8 @@
 //! account records, a note without content is not written, a follow-up alone is.
 
 use fieldnotes_model::{
-    AccountDoc, AccountId, DriverKey, Editor, FollowUpId, NewAccount, NewFollowUp, NewNote,
-    NoteId, Strength, TeamId, UserId, UsualDriver,
+    AccountDoc, AccountId, DriverKey, Editor, FollowUpId, NewAccount, NewFollowUp, NewNote, NoteId,
+    Strength, TeamId, UserId, UsualDriver,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -37,10 +37,18 @@ fn a_driver_ticked_on_a_note_is_recorded_with_the_note_as_evidence() {
     let mut doc = account();
     let delivery = DriverKey::usual(UsualDriver::Delivery);
     let training = DriverKey::usual(UsualDriver::Training);
-    doc.set_driver(&training, Strength::DECISIVE, "They ask for every course", NOW)
-        .unwrap();
+    doc.set_driver(
+        &training,
+        Strength::DECISIVE,
+        "They ask for every course",
+        NOW,
+    )
+    .unwrap();
     doc.record_visit(
-        note("The van comes before seven", vec![delivery.clone(), training.clone()]),
+        note(
+            "The van comes before seven",
+            vec![delivery.clone(), training.clone()],
+        ),
         None,
         NOW + 1,
     )
@@ -52,7 +60,10 @@ fn a_driver_ticked_on_a_note_is_recorded_with_the_note_as_evidence() {
     assert_eq!(recorded.evidence, "The van comes before seven");
     // A driver already recorded keeps what the rep said about it.
     assert_eq!(account.drivers[&training].strength, Strength::DECISIVE);
-    assert_eq!(account.drivers[&training].evidence, "They ask for every course");
+    assert_eq!(
+        account.drivers[&training].evidence,
+        "They ask for every course"
+    );
 }
 
 #[test]
@@ -63,9 +74,13 @@ fn an_empty_note_is_not_written_but_its_follow_up_is() {
         text: "Send the training dates".into(),
         due_millis: NOW + 86_400_000,
     };
-    doc.record_visit(note("", Vec::new()), Some(follow_up), NOW).unwrap();
+    doc.record_visit(note("", Vec::new()), Some(follow_up), NOW)
+        .unwrap();
     let account = doc.hydrate().unwrap();
     assert!(account.notes.is_empty());
     assert!(account.drivers.is_empty());
-    assert_eq!(account.follow_ups[&FollowUpId::new("f1")].text, "Send the training dates");
+    assert_eq!(
+        account.follow_ups[&FollowUpId::new("f1")].text,
+        "Send the training dates"
+    );
 }

@@ -390,6 +390,25 @@ impl Client {
         doc.count_changes_not_covered_by(&covered)
     }
 
+    /// Whether the server has said it has exactly this document's heads and has been told
+    /// ours: nothing is left to exchange until one side changes. A shell that keeps only some
+    /// documents open closes this one now (and opens it again when either side changes it).
+    pub fn in_step<D: SyncTarget + ?Sized>(&self, document_id: &DocumentId, doc: &mut D) -> bool {
+        let Some(open) = self.documents.get(document_id) else {
+            return false;
+        };
+        let mut heads = doc.heads();
+        heads.sort_unstable();
+        let mut theirs = match &open.state.their_heads {
+            Some(theirs) => theirs.clone(),
+            None => return false,
+        };
+        theirs.sort_unstable();
+        let mut sent = open.state.last_sent_heads.clone();
+        sent.sort_unstable();
+        theirs == heads && sent == heads
+    }
+
     /// True when joined and the server has acknowledged every change of every
     /// open document found in `docs`.
     pub fn all_synced<S: DocumentSet>(&self, docs: &mut S) -> bool {

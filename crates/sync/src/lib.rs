@@ -4,7 +4,9 @@
 //! - [`DocumentId`]: 16-byte document ids, base58check text and `automerge:` URLs.
 //! - [`hub`]: the server engine; [`store`]: the storage trait it writes through; [`guard`]:
 //!   the checks every sync message passes before the hub lets automerge decode it.
-//! - [`client`]: the client engine the web app and native test clients run.
+//! - [`client`]: the client engine the web app and native test clients run; [`plan`]: which
+//!   documents a client keeps open at once, so a phone's memory and the server's work stay
+//!   bounded however large the team.
 //!
 //! The browser builds this crate on automerge's 0.6 line, native code on the 0.12 line
 //! (ARCHITECTURE.md, "Two automerge lines"). The hub exists only on the 0.12 line: it is
@@ -21,6 +23,7 @@ pub mod document_id;
 pub mod guard;
 #[cfg(not(any(target_arch = "wasm32", fieldnotes_browser_automerge)))]
 pub mod hub;
+pub mod plan;
 pub mod protocol;
 pub mod store;
 

@@ -72,6 +72,11 @@ pub(super) fn resumed_sync_state(
     let mut state = stored_sync_state(persisted);
     state.their_capabilities = capabilities;
     state.needs_reset = lost;
+    // The hub has answered this peer on this connection before: a message that says the peer
+    // is where the hub is, and brings nothing, needs no answer. Without this a decoded state
+    // answers once whatever it hears, and a document unloaded between each message and its
+    // answer had the hub and the phone trade "same heads" for as long as that lasted.
+    state.have_responded = !lost;
     state
 }
 

@@ -124,6 +124,44 @@ impl Listed for AccountEntry {
     }
 }
 
+/// Entries shared between the list and the store (the web app keeps `Rc<AccountEntry>`s, so
+/// a change to one account does not copy ten thousand).
+impl<T: Listed + ?Sized> Listed for std::rc::Rc<T> {
+    fn id(&self) -> &AccountId {
+        (**self).id()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn branch(&self) -> &str {
+        (**self).branch()
+    }
+    fn area(&self) -> &str {
+        (**self).area()
+    }
+    fn archived(&self) -> bool {
+        (**self).archived()
+    }
+    fn created_at(&self) -> i64 {
+        (**self).created_at()
+    }
+    fn last_note_millis(&self) -> Option<i64> {
+        (**self).last_note_millis()
+    }
+    fn driver_strength(&self, driver: &DriverKey) -> Option<Strength> {
+        (**self).driver_strength(driver)
+    }
+    fn driver_keys(&self) -> Vec<&DriverKey> {
+        (**self).driver_keys()
+    }
+    fn open_follow_ups(&self) -> Vec<(&FollowUpId, &str, i64)> {
+        (**self).open_follow_ups()
+    }
+    fn contains_text(&self, needle: &str) -> bool {
+        (**self).contains_text(needle)
+    }
+}
+
 /// The accounts that are not archived.
 pub fn visible<A: Listed>(accounts: &[A]) -> impl Iterator<Item = &A> {
     accounts.iter().filter(|a| !a.archived())
@@ -663,7 +701,12 @@ mod tests {
             with_note(known(account("1", "fine b")), "ok", 1),
             known(account("3", "stale")),
             with_note(account("4", "unknown"), "invoice portal", 1),
-            with_follow_up(with_note(known(account("5", "overdue")), "ok", 1), "f", -1, false),
+            with_follow_up(
+                with_note(known(account("5", "overdue")), "ok", 1),
+                "f",
+                -1,
+                false,
+            ),
             with_driver_rec(account("6", "Priced"), UsualDriver::Price, Strength::MINOR),
             east,
             archived,
@@ -675,23 +718,38 @@ mod tests {
         let accounts = team();
         let entries: Vec<AccountEntry> = accounts.iter().map(AccountEntry::of).collect();
         for needle in ["", "east", "invoice", "nothing"] {
-            assert_eq!(ids(search(&accounts, needle)), ids(search(&entries, needle)), "{needle}");
+            assert_eq!(
+                ids(search(&accounts, needle)),
+                ids(search(&entries, needle)),
+                "{needle}"
+            );
         }
         let price = DriverKey::usual(UsualDriver::Price);
         assert_eq!(
             ids(with_driver(&accounts, &price, Strength::MINOR)),
             ids(with_driver(&entries, &price, Strength::MINOR))
         );
-        assert_eq!(ids(reasons_unknown(&accounts)), ids(reasons_unknown(&entries)));
-        assert_eq!(ids(stale(&accounts, NOW, 30)), ids(stale(&entries, NOW, 30)));
+        assert_eq!(
+            ids(reasons_unknown(&accounts)),
+            ids(reasons_unknown(&entries))
+        );
+        assert_eq!(
+            ids(stale(&accounts, NOW, 30)),
+            ids(stale(&entries, NOW, 30))
+        );
         fn overdue<A>(o: Vec<OverdueFollowUp<'_, A>>) -> Vec<(String, i64)> {
-            o.iter().map(|o| (o.text.to_string(), o.due_millis)).collect()
+            o.iter()
+                .map(|o| (o.text.to_string(), o.due_millis))
+                .collect()
         }
         assert_eq!(
             overdue(overdue_follow_ups(&accounts, NOW)),
             overdue(overdue_follow_ups(&entries, NOW))
         );
-        assert_eq!(accounts_per_driver(&accounts), accounts_per_driver(&entries));
+        assert_eq!(
+            accounts_per_driver(&accounts),
+            accounts_per_driver(&entries)
+        );
         fn ranked<A: Listed>(r: Vec<(&A, Attention)>) -> Vec<(String, Attention)> {
             r.into_iter()
                 .map(|(a, at)| (a.id().as_str().to_string(), at))

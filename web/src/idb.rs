@@ -1,11 +1,16 @@
 //! A thin IndexedDB wrapper: exactly the operations the app needs, each with visible semantics.
 //!
-//! Two object stores:
+//! Three object stores (database version 2):
 //! - `chunks`, keyed `[document id, sequence]`: Automerge bytes. A document is the concatenation
 //!   of its chunks in sequence order (one snapshot, then incremental change sets), which
-//!   `Automerge::load` reads as one.
-//! - `meta`, keyed by string: small records (this device's peer id, sync states, settings, and
-//!   the drafts of unsaved forms under `draft/…`).
+//!   `Automerge::load` reads as one. Read one document at a time ([`Idb::document`]).
+//! - `index`, keyed by document id: each account's entry (`fieldnotes_model::AccountEntry`, or a
+//!   note that its document could not be read), written in the same transaction as the
+//!   document's chunks. The app reads the whole index when it opens ([`Idb::all_entries`]), so
+//!   listing a team of 10,000 accounts never loads their documents. Version 1 had no index:
+//!   the repo builds it once from the documents when it first opens such a database.
+//! - `meta`, keyed by string: small records (this device's storage id, each document's sync
+//!   state under `sync/…`, the drafts of unsaved forms under `draft/…`).
 //!
 //! Every write goes through [`Idb::write`]: one `readwrite` transaction with `durability:
 //! "strict"`, resolved only on the transaction's `complete` event, i.e. once the browser has
@@ -23,8 +28,9 @@ use web_sys::{
     IdbTransaction,
 };
 
-const DATABASE_VERSION: u32 = 1;
+const DATABASE_VERSION: u32 = 2;
 const CHUNKS: &str = "chunks";
+const INDEX: &str = "index";
 const META: &str = "meta";
 
 /// What went wrong with on-device storage, in words a rep can act on.
@@ -78,6 +84,9 @@ impl StorageError {
 /// A stored document: its id and its chunks `(sequence, bytes)` in sequence order.
 pub type StoredDocument = (String, Vec<(u32, Vec<u8>)>);
 
+/// A document's chunks `(sequence, bytes)` in sequence order.
+pub type Chunks = Vec<(u32, Vec<u8>)>;
+
 /// A stored document's chunks as one byte string, which `Automerge::load` reads whole.
 pub fn document_bytes(chunks: Vec<(u32, Vec<u8>)>) -> Vec<u8> {
     chunks.into_iter().flat_map(|(_, bytes)| bytes).collect()
@@ -94,14 +103,12 @@ pub enum WriteOp {
     },
     /// Deletes a document's chunks with a sequence below `below` (after a compacted snapshot).
     DeleteChunksBelow { document: String, below: u32 },
-    /// Deletes every chunk of a document.
-    DeleteDocument { document: String },
+    /// Stores a document's index entry.
+    PutEntry { document: String, bytes: Vec<u8> },
     /// Stores a small record.
     PutMeta { key: String, bytes: Vec<u8> },
     /// Deletes a small record.
     DeleteMeta { key: String },
-    /// Deletes everything (sign-out).
-    ClearAll,
 }
 
 #[derive(Clone)]
@@ -147,8 +154,13 @@ impl Idb {
                 let Ok(result) = request.result() else { return };
                 let database: IdbDatabase = result.unchecked_into();
                 let names = database.object_store_names();
+                // Each store is created when missing, so one upgrade path serves a new database
+                // and every older version.
                 if !names.contains(CHUNKS) {
                     let _ = database.create_object_store(CHUNKS);
+                }
+                if !names.contains(INDEX) {
+                    let _ = database.create_object_store(INDEX);
                 }
                 if !names.contains(META) {
                     let parameters = IdbObjectStoreParameters::new();
@@ -206,6 +218,7 @@ impl Idb {
         let done = transaction_future(&transaction);
         let result = (|| -> Result<(), JsValue> {
             let chunks = transaction.object_store(CHUNKS)?;
+            let index = transaction.object_store(INDEX)?;
             let meta = transaction.object_store(META)?;
             for op in ops {
                 match op {
@@ -228,9 +241,9 @@ impl Idb {
                             chunks.delete(&range)?;
                         }
                     }
-                    WriteOp::DeleteDocument { document } => {
-                        let range: JsValue = document_range(document)?.into();
-                        chunks.delete(&range)?;
+                    WriteOp::PutEntry { document, bytes } => {
+                        let value = Uint8Array::from(bytes.as_slice());
+                        index.put_with_key(&value, &JsValue::from_str(document))?;
                     }
                     WriteOp::PutMeta { key, bytes } => {
                         let value = Uint8Array::from(bytes.as_slice());
@@ -238,10 +251,6 @@ impl Idb {
                     }
                     WriteOp::DeleteMeta { key } => {
                         meta.delete(&JsValue::from_str(key))?;
-                    }
-                    WriteOp::ClearAll => {
-                        chunks.clear()?;
-                        meta.clear()?;
                     }
                 }
             }
@@ -254,11 +263,11 @@ impl Idb {
         done.await
     }
 
-    /// `db.transaction(["chunks", "meta"], "readwrite", { durability: "strict" })`. web-sys
+    /// `db.transaction(["chunks", "index", "meta"], "readwrite", { durability: "strict" })`. web-sys
     /// gates the options dictionary behind its unstable APIs, so the call is made through
     /// `Reflect`; browsers without the option ignore it and use their default durability.
     fn strict_transaction(&self) -> Result<IdbTransaction, JsValue> {
-        let stores = Array::of2(&CHUNKS.into(), &META.into());
+        let stores = Array::of3(&CHUNKS.into(), &INDEX.into(), &META.into());
         let options = js_sys::Object::new();
         js_sys::Reflect::set(&options, &"durability".into(), &"strict".into())?;
         let database = self.database();
@@ -296,6 +305,62 @@ impl Idb {
             }
         }
         Ok(documents)
+    }
+
+    /// One document's chunks, in one read; empty when it is not stored.
+    pub async fn document(&self, document: &str) -> Result<Chunks, StorageError> {
+        let transaction = self
+            .database()
+            .transaction_with_str(CHUNKS)
+            .map_err(StorageError::from_js)?;
+        let store = transaction
+            .object_store(CHUNKS)
+            .map_err(StorageError::from_js)?;
+        let range: JsValue = document_range(document)
+            .map_err(StorageError::from_js)?
+            .into();
+        let keys_request = store
+            .get_all_keys_with_key(&range)
+            .map_err(StorageError::from_js)?;
+        let values_request = store
+            .get_all_with_key(&range)
+            .map_err(StorageError::from_js)?;
+        let keys: Array = request_future(&keys_request).await?.unchecked_into();
+        let values: Array = request_future(&values_request).await?.unchecked_into();
+        Ok(keys
+            .iter()
+            .zip(values.iter())
+            .map(|(key, value)| {
+                let key: Array = key.unchecked_into();
+                let sequence = key.get(1).as_f64().unwrap_or(0.0) as u32;
+                (sequence, value.unchecked_into::<Uint8Array>().to_vec())
+            })
+            .collect())
+    }
+
+    /// Every index entry `(document id, bytes)`, in one read.
+    pub async fn all_entries(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let transaction = self
+            .database()
+            .transaction_with_str(INDEX)
+            .map_err(StorageError::from_js)?;
+        let store = transaction
+            .object_store(INDEX)
+            .map_err(StorageError::from_js)?;
+        let keys_request = store.get_all_keys().map_err(StorageError::from_js)?;
+        let values_request = store.get_all().map_err(StorageError::from_js)?;
+        let keys: Array = request_future(&keys_request).await?.unchecked_into();
+        let values: Array = request_future(&values_request).await?.unchecked_into();
+        Ok(keys
+            .iter()
+            .zip(values.iter())
+            .filter_map(|(key, value)| {
+                Some((
+                    key.as_string()?,
+                    value.dyn_into::<Uint8Array>().ok()?.to_vec(),
+                ))
+            })
+            .collect())
     }
 
     /// A small record, if present.

@@ -25,8 +25,8 @@ pub struct Identity {
 
 /// The team directory's document id, derived from the team id so every device finds the same
 /// directory without asking anyone (see `DirectoryDoc::genesis`).
-pub fn directory_id(team: &TeamId) -> String {
-    DocumentId::from_bytes(fieldnotes_model::team_directory_key(team)).to_string()
+pub fn directory_id(team: &TeamId) -> DocumentId {
+    DocumentId::from_bytes(fieldnotes_model::team_directory_key(team))
 }
 
 #[derive(Clone)]
@@ -51,7 +51,7 @@ const LEGACY_DATABASE: &str = "fieldnotes";
 /// asking who is there), so they may exist only in the old database: the first sign-in on this
 /// phone takes its accounts into the signed-in team, then deletes it. If anything fails, the old
 /// database stays and the next start tries again.
-async fn import_legacy_database(repo: &mut Repo) {
+async fn import_legacy_database(repo: &SharedRepo) {
     if !crate::idb::database_names()
         .await
         .iter()
@@ -67,7 +67,7 @@ async fn import_legacy_database(repo: &mut Repo) {
     let Ok(documents) = documents else {
         return;
     };
-    if repo.import_legacy(documents).await.is_ok() {
+    if Repo::import_legacy(repo, documents).await.is_ok() {
         // Not awaited: an old tab still holding it open must not hold up the start.
         wasm_bindgen_futures::spawn_local(async {
             let _ = crate::idb::delete_database(LEGACY_DATABASE, || {}).await;
@@ -84,28 +84,40 @@ pub async fn start(
     let editor = fieldnotes_model::Editor::new(identity.user.clone(), &random_bytes::<16>())
         .map_err(|e| StorageError::Failed(e.to_string()))?;
     let directory = directory_id(&identity.team);
-    let mut repo = Repo::open(idb.clone(), editor, identity.team.clone(), directory).await?;
-    import_legacy_database(&mut repo).await;
+    let repo = Repo::open(idb.clone(), editor, identity.team.clone(), directory).await?;
     let repo: SharedRepo = Rc::new(std::cell::RefCell::new(repo));
+    import_legacy_database(&repo).await;
+    // The sync engine hears of committed writes (a download counts once it is on disk); it
+    // starts after the listener is in place, so it is reached through this slot.
+    let sync_slot: Rc<std::cell::OnceCell<Box<dyn Fn()>>> = Rc::default();
     {
         let dispatch = dispatch.clone();
+        let sync_slot = sync_slot.clone();
         repo.borrow_mut()
             .set_listener(Rc::new(move |event| match event {
-                RepoEvent::DocumentsChanged {
-                    accounts,
+                RepoEvent::EntriesChanged {
+                    entries,
                     unreadable,
-                } => dispatch.emit(Action::AccountsChanged {
-                    accounts,
+                } => dispatch.emit(Action::EntriesChanged {
+                    entries,
                     unreadable,
                 }),
-                RepoEvent::SaveState(state) => dispatch.emit(Action::SaveState {
-                    unsaved_changes: state.unsaved_changes,
-                    error: state.error,
-                }),
+                RepoEvent::AccountChanged(account) => {
+                    dispatch.emit(Action::AccountChanged(account))
+                }
+                RepoEvent::SaveState(state) => {
+                    if let Some(committed) = sync_slot.get() {
+                        committed();
+                    }
+                    dispatch.emit(Action::SaveState {
+                        unsaved_changes: state.unsaved_changes,
+                        error: state.error,
+                    })
+                }
             }));
     }
-    dispatch.emit(Action::AccountsChanged {
-        accounts: Rc::new(repo.borrow().accounts()),
+    dispatch.emit(Action::EntriesChanged {
+        entries: repo.borrow().entries(),
         unreadable: repo.borrow().unreadable_count(),
     });
     repo::flush(&repo);
@@ -117,6 +129,7 @@ pub async fn start(
         dispatch.clone(),
     )
     .await;
+    let _ = sync_slot.set(Box::new(sync.writes_committed_listener()));
     let services = Services {
         repo,
         sync,
@@ -139,10 +152,11 @@ impl Services {
     /// Creates an account from the new-account form; returns its id. The form's draft ends
     /// with it.
     pub fn create_account(&self, name: &str, branch: &str, area: &str) -> Option<String> {
-        let id = DocumentId::from_bytes(random_bytes::<16>()).to_string();
+        let document = DocumentId::from_bytes(random_bytes::<16>());
+        let id = document.to_string();
         let result = {
             let mut repo = self.repo.borrow_mut();
-            let result = repo.create_account(AccountId::new(id.clone()), name, branch, area);
+            let result = repo.create_account(document, name, branch, area);
             if result.is_ok() {
                 self.drafts.end_with_save(&DraftKey::NewAccount, &mut repo);
             }
@@ -157,7 +171,10 @@ impl Services {
         account: &str,
         edit: impl FnOnce(&mut AccountDoc, i64) -> Result<(), ModelError>,
     ) -> bool {
-        let result = self.repo.borrow_mut().edit_account(account, edit);
+        let Some(document) = parse_account(account) else {
+            return self.after_edit(Err(ModelError::UnknownAccount(AccountId::new(account))));
+        };
+        let result = self.repo.borrow_mut().edit_account(&document, edit);
         self.after_edit(result)
     }
 
@@ -169,9 +186,12 @@ impl Services {
         draft: &DraftKey,
         edit: impl FnOnce(&mut AccountDoc, i64) -> Result<(), ModelError>,
     ) -> bool {
+        let Some(document) = parse_account(account) else {
+            return self.after_edit(Err(ModelError::UnknownAccount(AccountId::new(account))));
+        };
         let result = {
             let mut repo = self.repo.borrow_mut();
-            let result = repo.edit_account(account, edit);
+            let result = repo.edit_account(&document, edit);
             if result.is_ok() {
                 self.drafts.end_with_save(draft, &mut repo);
             }
@@ -180,11 +200,48 @@ impl Services {
         self.after_edit(result)
     }
 
+    /// The route shows this account (or none): its document is loaded and kept in memory, its
+    /// changes (colleagues' included, live) reach the screen.
+    pub fn show_account(&self, account: Option<&str>) {
+        let document = account.and_then(parse_account);
+        let previous = self.repo.borrow().shown();
+        if previous == document {
+            return;
+        }
+        if let Some(previous) = previous {
+            self.sync.keep_open(previous, false);
+        }
+        let Some(document) = document else {
+            self.repo.borrow_mut().show(None);
+            return;
+        };
+        let (repo, sync, dispatch) = (self.repo.clone(), self.sync.clone(), self.dispatch.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            match repo::load(&repo, &document).await {
+                Ok(_) => {
+                    repo.borrow_mut().show(Some(document));
+                    sync.keep_open(document, true);
+                }
+                Err(error) => dispatch.emit(Action::Notice(Some(format!(
+                    "This account could not be opened from the phone's storage: {error}."
+                )))),
+            }
+        });
+    }
+
+    /// Who changed what in an account, oldest first (empty until its document is loaded).
+    pub fn history(&self, account: &str) -> Vec<fieldnotes_model::HistoryEntry> {
+        parse_account(account)
+            .map(|document| self.repo.borrow_mut().history(&document))
+            .unwrap_or_default()
+    }
+
     fn after_edit(&self, result: Result<(), ModelError>) -> bool {
         match result {
             Ok(()) => {
-                repo::flush(&self.repo);
+                // The count of changes waiting goes into the same transaction as the change.
                 self.sync.local_change();
+                repo::flush(&self.repo);
                 true
             }
             Err(error) => {
@@ -224,6 +281,11 @@ impl Services {
     }
 }
 
+/// An account's document id from the route's text.
+fn parse_account(account: &str) -> Option<DocumentId> {
+    DocumentId::parse(account).ok()
+}
+
 /// Fresh random bytes for a list item's id (note, follow-up, goal, contact).
 pub fn new_item_id() -> [u8; 16] {
     random_bytes::<16>()
@@ -238,6 +300,5 @@ mod tests {
         let north = directory_id(&TeamId::new("north"));
         assert_eq!(north, directory_id(&TeamId::new("north")));
         assert_ne!(north, directory_id(&TeamId::new("south")));
-        assert!(DocumentId::parse(&north).is_ok());
     }
 }

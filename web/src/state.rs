@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use fieldnotes_model::Account;
+use fieldnotes_model::{Account, AccountEntry};
 use yew::Reducible;
 
 use crate::drafts::form::{DraftKey, DraftSummary};
@@ -25,6 +25,14 @@ pub enum Route {
 }
 
 impl Route {
+    /// The account this route shows, if any.
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            Route::Account(id) | Route::Capture(id) => Some(id),
+            _ => None,
+        }
+    }
+
     pub fn from_hash(hash: &str) -> Route {
         let parts: Vec<&str> = hash.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
@@ -150,7 +158,10 @@ pub enum Boot {
 pub struct AppState {
     pub boot: Boot,
     pub route: Route,
-    pub accounts: Rc<Vec<Account>>,
+    /// Every account's entry (what the list, search, filters and team view read).
+    pub entries: Rc<Vec<Rc<AccountEntry>>>,
+    /// The account the route shows, once its document is loaded.
+    pub account: Option<Rc<Account>>,
     /// Stored documents this version could not read (damaged, or written by a newer version).
     pub unreadable_accounts: usize,
     pub storage: StorageStatus,
@@ -169,7 +180,8 @@ impl Default for AppState {
         AppState {
             boot: Boot::Loading,
             route: Route::Accounts,
-            accounts: Rc::new(Vec::new()),
+            entries: Rc::new(Vec::new()),
+            account: None,
             unreadable_accounts: 0,
             storage: StorageStatus::default(),
             drafts: DraftsStatus::default(),
@@ -185,10 +197,12 @@ impl Default for AppState {
 pub enum Action {
     Booted(Boot),
     Navigate(Route),
-    AccountsChanged {
-        accounts: Rc<Vec<Account>>,
+    EntriesChanged {
+        entries: Rc<Vec<Rc<AccountEntry>>>,
         unreadable: usize,
     },
+    /// The account the route shows, loaded or changed.
+    AccountChanged(Rc<Account>),
     SaveState {
         unsaved_changes: usize,
         error: Option<StorageError>,
@@ -218,14 +232,24 @@ impl Reducible for AppState {
                 if next.route == route {
                     return self;
                 }
+                if route.account_id() != next.route.account_id() {
+                    next.account = None;
+                }
                 next.route = route;
             }
-            Action::AccountsChanged {
-                accounts,
+            Action::EntriesChanged {
+                entries,
                 unreadable,
             } => {
-                next.accounts = accounts;
+                next.entries = entries;
                 next.unreadable_accounts = unreadable;
+            }
+            Action::AccountChanged(account) => {
+                // Only the account the route shows; a late answer for another is dropped.
+                if next.route.account_id() != Some(account.id.as_str()) {
+                    return self;
+                }
+                next.account = Some(account);
             }
             Action::SaveState {
                 unsaved_changes,
@@ -261,9 +285,19 @@ impl Reducible for AppState {
 }
 
 impl AppState {
-    /// The account with this id, if this device has it.
+    /// The account with this id, when it is the one the route shows and it is loaded.
     pub fn account(&self, id: &str) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.id.as_str() == id)
+        self.account
+            .as_deref()
+            .filter(|account| account.id.as_str() == id)
+    }
+
+    /// The entry of the account with this id, if this device has it.
+    pub fn entry(&self, id: &str) -> Option<&AccountEntry> {
+        self.entries
+            .iter()
+            .find(|entry| entry.id.as_str() == id)
+            .map(Rc::as_ref)
     }
 
     /// The save line of the status bar. Drafts do not say "Saving…" at every keystroke; a
@@ -493,7 +527,7 @@ mod tests {
         });
         let state = state.reduce(Action::SignedOut);
         assert_eq!(state.boot, Boot::NeedsSignIn);
-        assert!(state.accounts.is_empty());
+        assert!(state.entries.is_empty());
         assert_eq!(state.unreadable_accounts, 0);
         assert_eq!(state.notice, None);
     }

@@ -327,7 +327,13 @@ export class Device {
   }
 
   async waitForSyncStatus(pattern, timeout = 30_000) {
-    await this.page.getByTestId("sync-status").filter({ hasText: pattern }).waitFor({ timeout })
+    const status = this.page.getByTestId("sync-status")
+    try {
+      await status.filter({ hasText: pattern }).waitFor({ timeout })
+    } catch (error) {
+      const last = await status.textContent({ timeout: 1000 }).catch(() => "(no status shown)")
+      throw new Error(`[${this.name}] the sync status never matched ${pattern}; it says "${last}"`, { cause: error })
+    }
   }
 
   async screenshot(name) {

@@ -195,5 +195,9 @@ test("a new device downloads more accounts than the server keeps in memory and i
   await phone.open(server.url)
   await phone.signIn(ANN)
   await phone.waitForSyncStatus(/^All synced/, 60_000)
+  assert.equal(await phone.page.getByTestId("list-count").textContent(), "150 accounts")
+  // The first hundred are drawn; the rest on request.
+  assert.equal(await phone.page.locator(".account-row").count(), 100)
+  await phone.page.getByRole("button", { name: /^Show more/ }).click()
   assert.equal(await phone.page.locator(".account-row").count(), 150)
 })

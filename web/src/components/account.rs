@@ -26,6 +26,16 @@ pub struct AccountProps {
     pub id: String,
 }
 
+/// What a screen for an account says while the account is not in memory: opening (it is on
+/// the phone, its document is being read), or not on the phone yet.
+pub fn not_here_yet(app: &crate::components::app::AppContext, id: &str) -> &'static str {
+    if app.state.entry(id).is_some() {
+        "Opening this account…"
+    } else {
+        "This account is not on this phone yet. It arrives with the next sync."
+    }
+}
+
 #[function_component(AccountScreen)]
 pub fn account_screen(props: &AccountProps) -> Html {
     let app = use_app();
@@ -33,7 +43,7 @@ pub fn account_screen(props: &AccountProps) -> Html {
         let services = app.services.clone();
         return html! {
             <main class="screen">
-                <p class="empty">{ "This account is not on this phone yet. It arrives with the next sync." }</p>
+                <p class="empty">{ not_here_yet(&app, &props.id) }</p>
                 <nav class="bottom-bar">
                     <button class="secondary" onclick={move |_| services.navigate(Route::Accounts)}>{ "All accounts" }</button>
                 </nav>
@@ -93,7 +103,7 @@ fn details(props: &SectionProps) -> Html {
         let editing = editing.clone();
         Callback::from(move |_| editing.set(true))
     };
-    let place = place(account);
+    let place = place(&account.branch, &account.area);
     html! {
         <section class="account-head">
             <h1 data-testid="account-name">{ &account.name }</h1>
@@ -671,10 +681,7 @@ fn history(props: &SectionProps) -> Html {
         Callback::from(move |_| open.set(!*open))
     };
     let entries = if *open {
-        app.services
-            .repo
-            .borrow_mut()
-            .history(props.account.id.as_str())
+        app.services.history(props.account.id.as_str())
     } else {
         Vec::new()
     };

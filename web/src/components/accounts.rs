@@ -1,9 +1,11 @@
 //! The accounts list: search, filters, sorted by what needs attention, one tap to a note.
+//! It reads the phone's index entries, so a team of thousands lists at once; it draws the first
+//! [`ROWS_AT_A_TIME`] rows and more on request, since nobody scrolls through ten thousand.
 
-use std::collections::BTreeSet;
+use std::rc::Rc;
 
-use fieldnotes_model::query::{self, Attention};
-use fieldnotes_model::{Account, DriverKey, Strength};
+use fieldnotes_model::query::{self, Attention, ListFilters};
+use fieldnotes_model::{AccountEntry, DriverKey};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
@@ -16,6 +18,9 @@ use crate::state::Route;
 /// An account with no visit note for this many days is stale.
 pub const STALE_AFTER_DAYS: u32 = 30;
 
+/// Rows drawn at first, and added by "Show more".
+pub const ROWS_AT_A_TIME: usize = 100;
+
 #[derive(Clone, PartialEq, Default)]
 struct Filters {
     search: String,
@@ -25,16 +30,29 @@ struct Filters {
     overdue: bool,
 }
 
+impl Filters {
+    fn query(&self) -> ListFilters {
+        ListFilters {
+            search: self.search.clone(),
+            branch: self.branch.clone(),
+            driver: DriverKey::parse(&self.driver).ok(),
+            reasons_unknown: self.reasons_unknown,
+            overdue: self.overdue,
+        }
+    }
+}
+
 #[function_component(AccountsScreen)]
 pub fn accounts_screen() -> Html {
     let app = use_app();
     let filters = use_state(Filters::default);
-    let accounts = app.state.accounts.clone();
+    let limit = use_state(|| ROWS_AT_A_TIME);
+    let entries = app.state.entries.clone();
     let now = now_millis();
 
     let shown = use_memo(
-        ((*filters).clone(), accounts.clone()),
-        move |(filters, accounts)| filter(accounts, filters, now),
+        ((*filters).clone(), entries.clone()),
+        move |(filters, entries)| filter(entries, filters, now),
     );
     // One handler for the whole list: rows are plain markup, so 500 of them render quickly.
     let on_list_click = {
@@ -59,24 +77,32 @@ pub fn accounts_screen() -> Html {
             });
         })
     };
-    let visible_count = query::visible(&accounts).count();
-
-    let branches: BTreeSet<String> = query::visible(&accounts)
-        .map(|a| a.branch.clone())
-        .filter(|b| !b.is_empty())
-        .collect();
-    let drivers: Vec<DriverKey> = query::accounts_per_driver(&accounts)
-        .into_iter()
-        .map(|c| c.driver)
-        .collect();
+    let visible_count = query::visible(&entries).count();
+    let choices = use_memo(entries.clone(), |entries| {
+        let branches: Vec<String> = query::branches(entries)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let drivers: Vec<DriverKey> = query::accounts_per_driver(entries)
+            .into_iter()
+            .map(|c| c.driver)
+            .collect();
+        (branches, drivers)
+    });
+    let (branches, drivers) = (&choices.0, &choices.1);
 
     let set = |update: fn(&mut Filters, String)| {
-        let filters = filters.clone();
+        let (filters, limit) = (filters.clone(), limit.clone());
         move |value: String| {
             let mut next = (*filters).clone();
             update(&mut next, value);
             filters.set(next);
+            limit.set(ROWS_AT_A_TIME);
         }
+    };
+    let show_more = {
+        let limit = limit.clone();
+        Callback::from(move |_| limit.set(*limit + ROWS_AT_A_TIME))
     };
     let on_search = {
         let set = set(|f, v| f.search = v);
@@ -160,9 +186,17 @@ pub fn accounts_screen() -> Html {
             } else if shown.is_empty() {
                 <p class="empty">{ "No account matches. Clear the search or a filter." }</p>
             }
+            if visible_count > 0 {
+                <p class="list-count" data-testid="list-count">{ count_line(shown.len(), visible_count) }</p>
+            }
             <ul class="account-list" data-testid="account-list" onclick={on_list_click}>
-                { for shown.iter().map(row) }
+                { for shown.iter().take(*limit).map(row) }
             </ul>
+            if shown.len() > *limit {
+                <button class="secondary show-more" onclick={show_more}>
+                    { format!("Show more ({} of {} shown)", *limit, shown.len()) }
+                </button>
+            }
             <nav class="bottom-bar">
                 <button class="secondary" onclick={team}>{ "Team view" }</button>
                 <button class="primary" onclick={new_account}>{ "New account" }</button>
@@ -180,73 +214,26 @@ struct Row {
     attention: Attention,
 }
 
-fn filter(accounts: &[Account], filters: &Filters, now: i64) -> Vec<Row> {
-    let mut keep: Option<BTreeSet<&str>> = None;
-    if !filters.search.trim().is_empty() {
-        narrow_to(
-            &mut keep,
-            query::search(accounts, filters.search.trim())
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect(),
-        );
+/// "150 accounts", or "12 of 150 accounts" when the search or a filter narrows the list.
+fn count_line(shown: usize, visible: usize) -> String {
+    let noun = |n: usize| if n == 1 { "account" } else { "accounts" };
+    if shown == visible {
+        format!("{visible} {}", noun(visible))
+    } else {
+        format!("{shown} of {visible} {}", noun(visible))
     }
-    if !filters.branch.is_empty() {
-        narrow_to(
-            &mut keep,
-            accounts
-                .iter()
-                .filter(|a| a.branch == filters.branch)
-                .map(|a| a.id.as_str())
-                .collect(),
-        );
-    }
-    if let Ok(driver) = DriverKey::parse(&filters.driver) {
-        narrow_to(
-            &mut keep,
-            query::with_driver(accounts, &driver, Strength::MINOR)
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect(),
-        );
-    }
-    if filters.reasons_unknown {
-        narrow_to(
-            &mut keep,
-            query::reasons_unknown(accounts)
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect(),
-        );
-    }
-    if filters.overdue {
-        narrow_to(
-            &mut keep,
-            query::overdue_follow_ups(accounts, now)
-                .iter()
-                .map(|o| o.account.id.as_str())
-                .collect(),
-        );
-    }
-    query::needs_attention(accounts, now, STALE_AFTER_DAYS)
+}
+
+fn filter(entries: &[Rc<AccountEntry>], filters: &Filters, now: i64) -> Vec<Row> {
+    query::list(entries, &filters.query(), now, STALE_AFTER_DAYS)
         .into_iter()
-        .filter(|(a, _)| keep.as_ref().is_none_or(|k| k.contains(a.id.as_str())))
-        .map(|(a, attention)| Row {
-            id: a.id.as_str().to_string(),
-            name: a.name.clone(),
-            place: place(a),
+        .map(|(entry, attention)| Row {
+            id: entry.id.as_str().to_string(),
+            name: entry.name.clone(),
+            place: place(&entry.branch, &entry.area),
             attention,
         })
         .collect()
-}
-
-/// Keeps only the ids in both `keep` (if set) and `ids`.
-fn narrow_to<'a>(keep: &mut Option<BTreeSet<&'a str>>, ids: Vec<&'a str>) {
-    let ids: BTreeSet<&str> = ids.into_iter().collect();
-    *keep = Some(match keep.take() {
-        None => ids,
-        Some(previous) => previous.intersection(&ids).copied().collect(),
-    });
 }
 
 fn row(row: &Row) -> Html {

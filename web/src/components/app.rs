@@ -135,6 +135,18 @@ pub fn app() -> Html {
         });
     }
 
+    // The account the route shows is loaded and kept in memory while shown.
+    {
+        let current = (*services).clone();
+        let account = state.route.account_id().map(str::to_owned);
+        use_effect_with((current, account), move |(current, account)| {
+            if let Some(services) = current {
+                services.show_account(account.as_deref());
+            }
+            || ()
+        });
+    }
+
     // A sign-in, a first-run setup or an accepted invitation: remember the session and open
     // the team's notes (resuming sync if they are already open).
     let on_joined = {

@@ -2,9 +2,10 @@
 //! From the list this is one tap ("Note"), typing, and one tap ("Save note"). Everything typed
 //! is kept as a draft as it is typed, until "Save note" or "Cancel".
 
-use fieldnotes_model::{DriverKey, FollowUpId, NewNote, NoteId, Strength};
+use fieldnotes_model::{DriverKey, FollowUpId, NewFollowUp, NewNote, NoteId};
 use yew::prelude::*;
 
+use crate::components::account::not_here_yet;
 use crate::components::app::use_app;
 use crate::components::drafts::use_draft;
 use crate::components::fields::{
@@ -37,7 +38,7 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
     let error = use_state(|| None::<&'static str>);
 
     let Some(account) = app.state.account(&props.id).cloned() else {
-        return html! { <main class="screen"><p class="empty">{ "This account is not on this phone yet. It arrives with the next sync." }</p></main> };
+        return html! { <main class="screen"><p class="empty">{ not_here_yet(&app, &props.id) }</p></main> };
     };
     let toggle = {
         let form = form.clone();
@@ -54,7 +55,6 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
         let (form, error) = (form.clone(), error.clone());
         let services = app.services.clone();
         let id = props.id.clone();
-        let known: Vec<DriverKey> = account.drivers.keys().cloned().collect();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             let draft = form.value();
@@ -85,33 +85,14 @@ pub fn capture_screen(props: &CaptureProps) -> Html {
                     .into_iter()
                     .collect(),
             };
-            let follow_up_text = draft.follow_up.trim().to_string();
-            let new_drivers: Vec<DriverKey> = draft
-                .drivers
-                .iter()
-                .filter(|d| !known.contains(d))
-                .cloned()
-                .collect();
+            let follow_up = due_millis.map(|due_millis| NewFollowUp {
+                id: FollowUpId::from_random(&new_item_id()),
+                text: draft.follow_up.trim().to_string(),
+                due_millis,
+            });
+            // The model's rule: a driver ticked on a note is recorded as a reason.
             let saved = services.save_form(&id, &form.key(), move |doc, now| {
-                if !note.text.is_empty() || !note.drivers.is_empty() || !note.objections.is_empty()
-                {
-                    // A driver ticked on a note is a reason this client works with us: record it
-                    // on the account (strength "matters", the note as evidence) so the account
-                    // no longer counts as "reasons unknown". The rep can adjust it later.
-                    for driver in &new_drivers {
-                        doc.set_driver(driver, Strength::MATTERS, &note.text, now)?;
-                    }
-                    doc.add_note(note, now)?;
-                }
-                if let Some(due) = due_millis {
-                    doc.add_follow_up(
-                        &FollowUpId::from_random(&new_item_id()),
-                        &follow_up_text,
-                        due,
-                        now,
-                    )?;
-                }
-                Ok(())
+                doc.record_visit(note, follow_up, now)
             });
             if saved {
                 form.reset();

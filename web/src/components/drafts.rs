@@ -212,7 +212,7 @@ pub fn draft_banners(props: &DraftBannersProps) -> Html {
     html! {
         <section class="drafts" aria-label="Unsaved drafts" data-testid="drafts">
             { for shown.into_iter().map(|draft| {
-                let account = draft.key.account().and_then(|id| app.state.account(id)).map(|a| a.name.as_str());
+                let account = draft.key.account().and_then(|id| app.state.entry(id)).map(|a| a.name.as_str());
                 let text = draft.key.describe(&draft.title, account);
                 let resume = {
                     let (services, state, key) = (app.services.clone(), app.state.clone(), draft.key.clone());
@@ -260,7 +260,7 @@ pub fn draft_undo() -> Html {
     let account = discarded
         .key
         .account()
-        .and_then(|id| app.state.account(id))
+        .and_then(|id| app.state.entry(id))
         .map(|a| a.name.as_str());
     let text = format!(
         "{} discarded.",

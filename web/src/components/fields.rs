@@ -212,8 +212,8 @@ pub fn parse_input_date(text: &str) -> Option<i64> {
 }
 
 /// "North · Riverside": the account's branch and area, whichever are set.
-pub fn place(account: &fieldnotes_model::Account) -> String {
-    [account.branch.as_str(), account.area.as_str()]
+pub fn place(branch: &str, area: &str) -> String {
+    [branch, area]
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()

@@ -18,7 +18,7 @@ pub fn team_screen() -> Html {
     let app = use_app();
     // What the rep was warned about (drafts, unsynced changes), while the warning shows.
     let confirming = use_state(|| None::<(usize, usize)>);
-    let accounts = app.state.accounts.clone();
+    let accounts = app.state.entries.clone();
     let now = now_millis();
     let visible = query::visible(&accounts).count();
     let unknown = query::reasons_unknown(&accounts).len();
@@ -56,7 +56,7 @@ pub fn team_screen() -> Html {
                 <h2>{ "Overdue follow-ups" }</h2>
                 <ul>
                     { for overdue.iter().map(|o| html! {
-                        <li>{ format!("{}: {} (due {})", o.account.name, o.follow_up.text, date(o.follow_up.due_millis)) }</li>
+                        <li>{ format!("{}: {} (due {})", o.account.name, o.text, date(o.due_millis)) }</li>
                     }) }
                 </ul>
             </section>

@@ -663,7 +663,12 @@ mod tests {
             with_note(known(account("1", "fine b")), "ok", 1),
             known(account("3", "stale")),
             with_note(account("4", "unknown"), "invoice portal", 1),
-            with_follow_up(with_note(known(account("5", "overdue")), "ok", 1), "f", -1, false),
+            with_follow_up(
+                with_note(known(account("5", "overdue")), "ok", 1),
+                "f",
+                -1,
+                false,
+            ),
             with_driver_rec(account("6", "Priced"), UsualDriver::Price, Strength::MINOR),
             east,
             archived,
@@ -675,23 +680,38 @@ mod tests {
         let accounts = team();
         let entries: Vec<AccountEntry> = accounts.iter().map(AccountEntry::of).collect();
         for needle in ["", "east", "invoice", "nothing"] {
-            assert_eq!(ids(search(&accounts, needle)), ids(search(&entries, needle)), "{needle}");
+            assert_eq!(
+                ids(search(&accounts, needle)),
+                ids(search(&entries, needle)),
+                "{needle}"
+            );
         }
         let price = DriverKey::usual(UsualDriver::Price);
         assert_eq!(
             ids(with_driver(&accounts, &price, Strength::MINOR)),
             ids(with_driver(&entries, &price, Strength::MINOR))
         );
-        assert_eq!(ids(reasons_unknown(&accounts)), ids(reasons_unknown(&entries)));
-        assert_eq!(ids(stale(&accounts, NOW, 30)), ids(stale(&entries, NOW, 30)));
+        assert_eq!(
+            ids(reasons_unknown(&accounts)),
+            ids(reasons_unknown(&entries))
+        );
+        assert_eq!(
+            ids(stale(&accounts, NOW, 30)),
+            ids(stale(&entries, NOW, 30))
+        );
         fn overdue<A>(o: Vec<OverdueFollowUp<'_, A>>) -> Vec<(String, i64)> {
-            o.iter().map(|o| (o.text.to_string(), o.due_millis)).collect()
+            o.iter()
+                .map(|o| (o.text.to_string(), o.due_millis))
+                .collect()
         }
         assert_eq!(
             overdue(overdue_follow_ups(&accounts, NOW)),
             overdue(overdue_follow_ups(&entries, NOW))
         );
-        assert_eq!(accounts_per_driver(&accounts), accounts_per_driver(&entries));
+        assert_eq!(
+            accounts_per_driver(&accounts),
+            accounts_per_driver(&entries)
+        );
         fn ranked<A: Listed>(r: Vec<(&A, Attention)>) -> Vec<(String, Attention)> {
             r.into_iter()
                 .map(|(a, at)| (a.id().as_str().to_string(), at))

@@ -56,7 +56,7 @@ pub fn team_screen() -> Html {
                 <h2>{ "Overdue follow-ups" }</h2>
                 <ul>
                     { for overdue.iter().map(|o| html! {
-                        <li>{ format!("{}: {} (due {})", o.account.name, o.follow_up.text, date(o.follow_up.due_millis)) }</li>
+                        <li>{ format!("{}: {} (due {})", o.account.name, o.text, date(o.due_millis)) }</li>
                     }) }
                 </ul>
             </section>

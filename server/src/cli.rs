@@ -28,6 +28,11 @@ pub struct AdminArgs {
     #[arg(long, env = "FIELDNOTES_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// The database: a `postgres://user@host:port/db` URL for PostgreSQL (several instances
+    /// may share it), or `sqlite:PATH`. Without it, the SQLite file in the data directory.
+    #[arg(long, env = "FIELDNOTES_DATABASE")]
+    pub database: Option<String>,
+
     /// The address reps open, used in invitation links.
     #[arg(
         long,
@@ -178,6 +183,11 @@ pub struct ServeArgs {
     /// holds every document.
     #[arg(long, env = "FIELDNOTES_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// The database: a `postgres://user@host:port/db` URL for PostgreSQL (several instances
+    /// may share it), or `sqlite:PATH`. Without it, the SQLite file in the data directory.
+    #[arg(long, env = "FIELDNOTES_DATABASE")]
+    pub database: Option<String>,
 
     /// Directory of the built web app, served at / when it exists. `.br` and
     /// `.gz` siblings are served to browsers that accept them.

@@ -27,12 +27,12 @@ use crate::access::{Principal, TeamPolicy};
 use crate::fair_queue::{FairQueue, UserLane};
 use crate::limits::Limit;
 use crate::metrics::Metrics;
-use crate::storage::SqliteStore;
+use crate::storage::Store;
 
-type ServerHub = Hub<SqliteStore, TeamPolicy>;
+type ServerHub = Hub<Store, TeamPolicy>;
 
 /// Work on the database connection, run between batches (never inside one).
-pub type DbJob = Box<dyn FnOnce(&mut SqliteStore) + Send>;
+pub type DbJob = Box<dyn FnOnce(&mut Store) + Send>;
 
 /// Frames a socket may have queued before it counts as too slow and is closed.
 pub const OUTGOING_QUEUE: usize = 4096;
@@ -110,7 +110,7 @@ pub struct HubHandle {
 impl HubHandle {
     /// Starts the hub thread.
     pub fn spawn(
-        store: SqliteStore,
+        store: Store,
         config: HubConfig,
         metrics: Arc<Metrics>,
         outgoing_queue_bytes: usize,
@@ -170,7 +170,7 @@ impl HubHandle {
     /// `None` when the hub has stopped.
     pub async fn db<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut SqliteStore) -> T + Send + 'static,
+        job: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Option<T> {
         let (reply, answer) = oneshot::channel();
         let job: DbJob = Box::new(move |store| {

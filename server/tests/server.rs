@@ -35,7 +35,7 @@ impl Server {
         let token = state
             .hub()
             .db(|store| {
-                let c = store.connection_mut();
+                let c = store.db_mut();
                 let user = match auth::user_by_email(c, "tester@example.com")? {
                     Some((user, _)) => user,
                     None => {

@@ -185,7 +185,17 @@ pub struct PgConnection {
 
 impl PgConnection {
     pub fn connect(url: &str) -> Result<Self, DbError> {
-        let client = postgres::Client::connect(url, postgres::NoTls)?;
+        let mut config: postgres::Config = url.parse()?;
+        if config.get_connect_timeout().is_none() {
+            // The hub thread waits for this; a database that does not answer must not
+            // hold every socket for long.
+            config.connect_timeout(std::time::Duration::from_secs(3));
+        }
+        // The client runs its own small runtime, which cannot start inside another (the
+        // server opens its store from async code): connect on a thread of its own.
+        let client = std::thread::spawn(move || config.connect(postgres::NoTls))
+            .join()
+            .map_err(|_| DbError::NoRow)??;
         Ok(Self {
             client,
             statements: HashMap::new(),
@@ -257,7 +267,10 @@ fn pg_row(row: &postgres::Row) -> Result<Row, DbError> {
             row.try_get::<_, Option<Vec<u8>>>(i)?
                 .map_or(Value::Null(Kind::Blob), Value::Blob)
         } else {
-            row.try_get::<_, Option<String>>(i)?
+            // Text, or a type no statement of ours reads (`void`): NULL.
+            row.try_get::<_, Option<String>>(i)
+                .ok()
+                .flatten()
                 .map_or(Value::Null(Kind::Text), Value::Text)
         };
         values.push(value);

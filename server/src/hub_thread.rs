@@ -98,6 +98,9 @@ pub enum Command {
     Db(DbJob),
     /// Check every connection's session again and close those that ended.
     Revalidate,
+    /// Another instance committed changes to this document (`None`: perhaps to any), so the
+    /// copy in memory, if any, takes them in from the database and pushes them to its peers.
+    StoredElsewhere(Option<fieldnotes_sync::DocumentId>),
     Shutdown,
 }
 
@@ -116,6 +119,9 @@ impl HubHandle {
         outgoing_queue_bytes: usize,
     ) -> std::io::Result<Self> {
         let queue = Arc::new(FairQueue::default());
+        if let Some((url, instance)) = store.listen_target() {
+            crate::listen::spawn(url, instance, queue.clone())?;
+        }
         let hub = Hub::new(store, config).with_access_policy(TeamPolicy::default());
         let inbox = queue.clone();
         let thread = std::thread::Builder::new()
@@ -245,6 +251,8 @@ fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
         if batch.is_empty() {
             return;
         }
+        // A lost PostgreSQL connection is replaced before the batch uses it.
+        hub.store_mut().reconnect_if_lost();
         let started = Instant::now();
         let mut health_checks = Vec::new();
         let mut db_jobs = Vec::new();
@@ -278,6 +286,14 @@ fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
                 Command::HealthCheck { reply } => health_checks.push(reply),
                 Command::Db(job) => db_jobs.push(job),
                 Command::Revalidate => revalidate = true,
+                Command::StoredElsewhere(Some(document)) => {
+                    hub.stored_elsewhere(document);
+                }
+                Command::StoredElsewhere(None) => {
+                    for document in hub.loaded_documents() {
+                        hub.stored_elsewhere(document);
+                    }
+                }
                 Command::Shutdown => shutting_down = true,
             }
         }

@@ -18,6 +18,7 @@ pub mod fair_queue;
 pub mod http;
 pub mod hub_thread;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod storage;
@@ -120,6 +121,18 @@ fn random_uuid() -> anyhow::Result<String> {
 impl AppState {
     /// Opens the database and starts the hub thread.
     pub fn open(options: &ServerOptions) -> anyhow::Result<Self> {
+        // Opened on a thread of its own: the PostgreSQL client blocks, and this may be called
+        // from async code. From then on the store lives on the hub thread.
+        let (store, storage_id) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| Self::open_store(options))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        Self::start(options, store, storage_id)
+    }
+
+    fn open_store(options: &ServerOptions) -> anyhow::Result<(Store, fieldnotes_sync::StorageId)> {
         let mut store = match (&options.database, &options.data_dir) {
             (Some(url), _) => {
                 let database = Database::parse(url);
@@ -138,6 +151,14 @@ impl AppState {
         };
         let fresh = random_uuid()?;
         let storage_id = store.server_storage_id(|| fresh)?;
+        Ok((store, storage_id))
+    }
+
+    fn start(
+        options: &ServerOptions,
+        store: Store,
+        storage_id: fieldnotes_sync::StorageId,
+    ) -> anyhow::Result<Self> {
         tracing::info!(storage_id = %storage_id, "storage ready");
         let mut config = HubConfig::new(PeerId::from(SERVER_PEER_ID), storage_id);
         config.max_frame_bytes = options.max_frame_bytes;

@@ -259,6 +259,11 @@ pub struct Store {
     /// Per document, the `seq` of every chunk the hub's copy is made of (loaded or appended
     /// here): what a snapshot may replace.
     folded: HashMap<DocumentId, Vec<i64>>,
+    /// PostgreSQL: the URL (to reconnect and to listen) and this instance's id, which names
+    /// its notifications so it can ignore its own.
+    postgres: Option<(String, String)>,
+    /// Documents whose chunks this batch wrote: notified to the other instances on commit.
+    notify: std::collections::BTreeSet<DocumentId>,
 }
 
 /// The savepoint that lets one frame's writes be taken back alone (`DocStore::undo_frame`).
@@ -303,7 +308,9 @@ impl Store {
         let unlocked = db.execute("SELECT pg_advisory_unlock(?1)", params![MIGRATION_LOCK]);
         migrated?;
         unlocked?;
-        Ok(Self::with(db))
+        let mut store = Self::with(db);
+        store.postgres = Some((url.to_string(), crate::auth::new_token()));
+        Ok(store)
     }
 
     fn migrate_postgres(db: &mut Db) -> Result<(), StorageError> {
@@ -356,11 +363,42 @@ impl Store {
             in_transaction: false,
             frame: FrameSavepoint::None,
             folded: HashMap::new(),
+            postgres: None,
+            notify: Default::default(),
         }
     }
 
     pub fn is_postgres(&self) -> bool {
         self.db.is_postgres()
+    }
+
+    /// PostgreSQL: the URL and instance id the LISTEN thread needs.
+    pub fn listen_target(&self) -> Option<(String, String)> {
+        self.postgres.clone()
+    }
+
+    /// PostgreSQL: when the connection is gone (the server restarted, the network cut), a
+    /// new one. Between batches only; until it succeeds every batch fails and nothing is
+    /// acknowledged.
+    pub fn reconnect_if_lost(&mut self) {
+        let Some((url, _)) = &self.postgres else {
+            return;
+        };
+        let lost = match &self.db {
+            Db::Postgres(pg) => pg.client.is_closed(),
+            Db::Sqlite(_) => false,
+        };
+        if !lost || self.in_transaction {
+            return;
+        }
+        match PgConnection::connect(url) {
+            Ok(connection) => {
+                tracing::info!("reconnected to the database");
+                self.db = Db::Postgres(Box::new(connection));
+                self.frame = FrameSavepoint::None;
+            }
+            Err(error) => tracing::warn!(%error, "the database is unreachable; retrying"),
+        }
     }
 
     #[cfg(test)]
@@ -522,6 +560,9 @@ impl DocStore for Store {
             .query_one(sql, params![document.to_string(), changes])?
             .get(0)?;
         self.folded.entry(*document).or_default().push(seq);
+        if self.postgres.is_some() {
+            self.notify.insert(*document);
+        }
         Ok(())
     }
 
@@ -571,6 +612,9 @@ impl DocStore for Store {
                 .get(0)?,
         };
         self.folded.insert(*document, vec![seq]);
+        if self.postgres.is_some() {
+            self.notify.insert(*document);
+        }
         Ok(())
     }
 
@@ -618,7 +662,18 @@ impl DocStore for Store {
 
     fn commit(&mut self) -> Result<(), Self::Error> {
         self.frame = FrameSavepoint::None;
+        let notify = std::mem::take(&mut self.notify);
         if self.in_transaction {
+            // Delivered to the listeners when (and only if) the transaction commits.
+            if let Some((_, instance)) = &self.postgres {
+                for document in notify {
+                    let payload = format!("{instance} {document}");
+                    self.db.execute(
+                        "SELECT pg_notify('fieldnotes_documents', ?1)",
+                        params![payload],
+                    )?;
+                }
+            }
             // Whether COMMIT succeeds or not, the transaction is over: on
             // failure the database has rolled it back or we do so in rollback().
             // COMMIT also releases the frame's savepoint.
@@ -638,6 +693,7 @@ impl DocStore for Store {
             self.in_transaction = false;
         }
         self.frame = FrameSavepoint::None;
+        self.notify.clear();
     }
 
     fn begin_frame(&mut self) {

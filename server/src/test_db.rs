@@ -18,6 +18,13 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub fn new() -> TestDatabase {
+        // On a thread of its own: the client's runtime cannot run inside an async test's.
+        std::thread::spawn(Self::create)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn create() -> TestDatabase {
         let admin = admin_url();
         let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
             panic!(
@@ -52,11 +59,15 @@ impl Default for TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || drop_database(&name)).join();
+    }
+}
+
+fn drop_database(name: &str) {
+    {
         if let Ok(mut client) = postgres::Client::connect(&admin_url(), postgres::NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
 }

@@ -314,6 +314,8 @@ impl Store {
     }
 
     fn migrate_postgres(db: &mut Db) -> Result<(), StorageError> {
+        // `CREATE … IF NOT EXISTS` on every start would log a notice per table.
+        db.batch("SET client_min_messages = warning")?;
         db.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
         let found: Option<i64> = db
             .query_opt("SELECT max(version) FROM schema_version", params![])?

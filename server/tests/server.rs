@@ -533,3 +533,81 @@ async fn on_postgres_a_change_through_one_instance_reaches_a_socket_on_another()
     one.stop().await;
     two.stop().await;
 }
+
+/// Sign-outs are read from the database: a session revoked through one instance closes its
+/// socket on another within the revalidation period.
+#[tokio::test]
+async fn on_postgres_a_session_revoked_anywhere_closes_its_socket_on_every_instance() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let one = Server::start(postgres_options(&database.url)).await;
+    let two = Server::start(postgres_options(&database.url)).await;
+    let mut socket = two.socket().await;
+    let token = two.token.clone();
+    let url = database.url.clone();
+    // Revoke through the database instance one writes to (as `fieldnotes admin` would).
+    std::thread::spawn(move || {
+        let mut store = fieldnotes_server::storage::Store::open_postgres(&url).unwrap();
+        auth::revoke_session(store.db_mut(), &auth::token_hash(&token)).unwrap();
+    })
+    .join()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("closed within 10 s")
+        {
+            Some(Ok(WsMessage::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(
+        closed.map(|f| u16::from(f.code)),
+        Some(fieldnotes_server::hub_thread::SIGNED_OUT_CLOSE_CODE)
+    );
+    eprintln!("closed on the other instance after {:?}", started.elapsed());
+    one.stop().await;
+    two.stop().await;
+}
+
+/// An instance whose database connection is cut reports not ready, then reconnects by itself.
+#[tokio::test]
+async fn on_postgres_healthz_is_not_ready_while_the_connection_is_lost_and_recovers() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let server = Server::start(postgres_options(&database.url)).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+    let (admin, name) = (
+        fieldnotes_server::test_db::admin_url(),
+        database.url.rsplit('/').next().unwrap().to_owned(),
+    );
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let status = server.get("/healthz").await.0;
+        seen.push(status);
+        if status == 200 && seen.contains(&503) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains(&503), "not ready while cut off: {seen:?}");
+    assert_eq!(seen.last(), Some(&200), "ready again: {seen:?}");
+    // And it syncs again.
+    let id = DocumentId::from_bytes([10; 16]);
+    let mut alice = TestClient::connect(&server, "alice").await;
+    alice.edit(id, "customer", "After the cut").await;
+    alice.wait_synced(id).await;
+    server.stop().await;
+}

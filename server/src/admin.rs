@@ -35,6 +35,21 @@ fn new_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Migrate { from, to } = &args.command {
+        let (from, to) = (Database::parse(from), Database::parse(to));
+        if let Database::Sqlite(path) = &from
+            && !path.is_file()
+        {
+            anyhow::bail!("there is no database at {}", path.display());
+        }
+        let copied = crate::migrate::migrate(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.describe(), to.describe()))?;
+        for (table, rows) in &copied.rows {
+            eprintln!("{table}: {rows} rows copied");
+        }
+        eprintln!("chunks: {} copied", copied.chunks);
+        return Ok(());
+    }
     let database = match &args.database {
         Some(url) => Database::parse(url),
         None => {
@@ -211,6 +226,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let count = auth::adopt_unowned(connection, &team)?;
             eprintln!("{count} document(s) now belong to {}", team.name);
         }
+        AdminCommand::Migrate { .. } => unreachable!("handled before the database is opened"),
     }
     out.flush()?;
     Ok(())

@@ -79,6 +79,16 @@ pub enum AdminCommand {
         #[arg(long)]
         team: String,
     },
+    /// Copy everything from one database to another (documents, users with their password
+    /// hashes, sessions, owners, sync states); safe to run again.
+    Migrate {
+        /// `sqlite:PATH` (or a path) or a `postgres://` URL.
+        #[arg(long)]
+        from: String,
+        /// `postgres://` URL (or `sqlite:PATH`).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

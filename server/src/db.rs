@@ -58,6 +58,11 @@ pub trait ToValue {
     fn to_value(&self) -> Value;
 }
 
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
 impl ToValue for i64 {
     fn to_value(&self) -> Value {
         Value::Int(*self)
@@ -168,6 +173,14 @@ impl<T: FromValue> FromValue for Option<T> {
 pub struct Row(Vec<Value>);
 
 impl Row {
+    /// The raw value of a column (NULL past the end).
+    pub fn value(&self, column: usize) -> Value {
+        self.0
+            .get(column)
+            .cloned()
+            .unwrap_or(Value::Null(Kind::Text))
+    }
+
     pub fn get<T: FromValue>(&self, column: usize) -> Result<T, DbError> {
         let value = self.0.get(column).ok_or(DbError::Type {
             column,

@@ -20,6 +20,7 @@ pub mod hub_thread;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod migrate;
 pub mod routes;
 pub mod storage;
 #[doc(hidden)]

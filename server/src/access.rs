@@ -22,7 +22,7 @@ use fieldnotes_sync::hub::{Access, AccessPolicy};
 use fieldnotes_sync::{ConnectionId, DocumentId, PeerId, StorageId};
 
 use crate::auth;
-use crate::storage::{SqliteStore, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// Who is behind a connection.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl TeamPolicy {
 
     fn owner(
         &mut self,
-        store: &mut SqliteStore,
+        store: &mut Store,
         document: &DocumentId,
     ) -> Result<Option<String>, StorageError> {
         if let Some(team) = self
@@ -73,13 +73,10 @@ impl TeamPolicy {
     /// Checks every connection's session again; returns the connections whose
     /// session ended (revoked, expired, user disabled, or removed from the
     /// team it claims for). Memberships that changed are picked up.
-    pub fn revalidate(
-        &mut self,
-        store: &mut SqliteStore,
-    ) -> Result<Vec<ConnectionId>, auth::AuthError> {
+    pub fn revalidate(&mut self, store: &mut Store) -> Result<Vec<ConnectionId>, auth::AuthError> {
         let mut ended = Vec::new();
         for (connection, principal) in self.principals.iter_mut() {
-            match auth::session_by_hash(store.connection_mut(), &principal.session)? {
+            match auth::session_by_hash(store.db_mut(), &principal.session)? {
                 Some(session) => {
                     principal.teams = session.team_ids();
                     if !principal.teams.contains(&principal.claim_team) {
@@ -93,10 +90,10 @@ impl TeamPolicy {
     }
 }
 
-impl AccessPolicy<SqliteStore> for TeamPolicy {
+impl AccessPolicy<Store> for TeamPolicy {
     fn authorize(
         &mut self,
-        store: &mut SqliteStore,
+        store: &mut Store,
         connection: ConnectionId,
         _peer: &PeerId,
         document: &DocumentId,
@@ -135,7 +132,7 @@ impl AccessPolicy<SqliteStore> for TeamPolicy {
 
     fn may_join(
         &mut self,
-        store: &mut SqliteStore,
+        store: &mut Store,
         connection: ConnectionId,
         _peer: &PeerId,
         storage: Option<&StorageId>,

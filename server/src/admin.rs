@@ -12,7 +12,7 @@ use anyhow::Context as _;
 
 use crate::auth::{self, DAY_MS, SessionKind, password};
 use crate::cli::{AdminArgs, AdminCommand, SessionCommand, TeamCommand, TokenCommand, UserCommand};
-use crate::storage::SqliteStore;
+use crate::storage::{Database, Store};
 
 fn read_password_line() -> anyhow::Result<String> {
     let mut line = String::new();
@@ -35,18 +35,38 @@ fn new_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let path = args.data_dir.join(crate::DATABASE_FILE);
-    if !args.data_dir.is_dir() {
-        std::fs::create_dir_all(&args.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                args.data_dir.display()
-            )
-        })?;
+    if let AdminCommand::Migrate { from, to } = &args.command {
+        let (from, to) = (Database::parse(from), Database::parse(to));
+        if let Database::Sqlite(path) = &from
+            && !path.is_file()
+        {
+            anyhow::bail!("there is no database at {}", path.display());
+        }
+        let copied = crate::migrate::migrate(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.describe(), to.describe()))?;
+        for (table, rows) in &copied.rows {
+            eprintln!("{table}: {rows} rows copied");
+        }
+        eprintln!("chunks: {} copied", copied.chunks);
+        return Ok(());
     }
-    let mut store = SqliteStore::open(&path)
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
-    let connection = store.connection_mut();
+    let database = match &args.database {
+        Some(url) => Database::parse(url),
+        None => {
+            if !args.data_dir.is_dir() {
+                std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                    format!(
+                        "cannot create the data directory {}",
+                        args.data_dir.display()
+                    )
+                })?;
+            }
+            Database::Sqlite(args.data_dir.join(crate::DATABASE_FILE))
+        }
+    };
+    let mut store = Store::open_database(&database)
+        .with_context(|| format!("cannot open the database {}", database.describe()))?;
+    let connection = store.db_mut();
     let mut out = std::io::stdout().lock();
     let base = args.public_url.trim_end_matches('/');
     match args.command {
@@ -71,10 +91,11 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let team = auth::find_team(connection, &team)?;
             let (password, generated) = new_password(password_stdin)?;
             let hash = password::hash(&password)?;
-            let tx = connection.transaction()?;
-            let user = auth::create_user(&tx, &email, &name, &hash, admin)?;
-            auth::set_membership(&tx, &user.id, &team.id, role)?;
-            tx.commit()?;
+            let user = connection.transaction(|tx| {
+                let user = auth::create_user(tx, &email, &name, &hash, admin)?;
+                auth::set_membership(tx, &user.id, &team.id, role)?;
+                Ok::<_, auth::AuthError>(user)
+            })?;
             eprintln!(
                 "created {} ({}) as {} of {}{}",
                 user.email,
@@ -205,6 +226,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let count = auth::adopt_unowned(connection, &team)?;
             eprintln!("{count} document(s) now belong to {}", team.name);
         }
+        AdminCommand::Migrate { .. } => unreachable!("handled before the database is opened"),
     }
     out.flush()?;
     Ok(())

@@ -28,6 +28,11 @@ pub struct AdminArgs {
     #[arg(long, env = "FIELDNOTES_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// The database: a `postgres://user@host:port/db` URL for PostgreSQL (several instances
+    /// may share it), or `sqlite:PATH`. Without it, the SQLite file in the data directory.
+    #[arg(long, env = "FIELDNOTES_DATABASE")]
+    pub database: Option<String>,
+
     /// The address reps open, used in invitation links.
     #[arg(
         long,
@@ -73,6 +78,16 @@ pub enum AdminCommand {
         /// Team id or name.
         #[arg(long)]
         team: String,
+    },
+    /// Copy everything from one database to another (documents, users with their password
+    /// hashes, sessions, owners, sync states); safe to run again.
+    Migrate {
+        /// `sqlite:PATH` (or a path) or a `postgres://` URL.
+        #[arg(long)]
+        from: String,
+        /// `postgres://` URL (or `sqlite:PATH`).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -178,6 +193,11 @@ pub struct ServeArgs {
     /// holds every document.
     #[arg(long, env = "FIELDNOTES_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// The database: a `postgres://user@host:port/db` URL for PostgreSQL (several instances
+    /// may share it), or `sqlite:PATH`. Without it, the SQLite file in the data directory.
+    #[arg(long, env = "FIELDNOTES_DATABASE")]
+    pub database: Option<String>,
 
     /// Directory of the built web app, served at / when it exists. `.br` and
     /// `.gz` siblings are served to browsers that accept them.

@@ -170,6 +170,11 @@ impl<T> FairQueue<T> {
         batch
     }
 
+    /// Whether [`FairQueue::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// No more pushes; what is queued can still be taken.
     pub fn close(&self) {
         self.lock().closed = true;

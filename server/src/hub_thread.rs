@@ -27,12 +27,12 @@ use crate::access::{Principal, TeamPolicy};
 use crate::fair_queue::{FairQueue, UserLane};
 use crate::limits::Limit;
 use crate::metrics::Metrics;
-use crate::storage::SqliteStore;
+use crate::storage::Store;
 
-type ServerHub = Hub<SqliteStore, TeamPolicy>;
+type ServerHub = Hub<Store, TeamPolicy>;
 
 /// Work on the database connection, run between batches (never inside one).
-pub type DbJob = Box<dyn FnOnce(&mut SqliteStore) + Send>;
+pub type DbJob = Box<dyn FnOnce(&mut Store) + Send>;
 
 /// Frames a socket may have queued before it counts as too slow and is closed.
 pub const OUTGOING_QUEUE: usize = 4096;
@@ -98,6 +98,9 @@ pub enum Command {
     Db(DbJob),
     /// Check every connection's session again and close those that ended.
     Revalidate,
+    /// Another instance committed changes to this document (`None`: perhaps to any), so the
+    /// copy in memory, if any, takes them in from the database and pushes them to its peers.
+    StoredElsewhere(Option<fieldnotes_sync::DocumentId>),
     Shutdown,
 }
 
@@ -110,12 +113,15 @@ pub struct HubHandle {
 impl HubHandle {
     /// Starts the hub thread.
     pub fn spawn(
-        store: SqliteStore,
+        store: Store,
         config: HubConfig,
         metrics: Arc<Metrics>,
         outgoing_queue_bytes: usize,
     ) -> std::io::Result<Self> {
         let queue = Arc::new(FairQueue::default());
+        if let Some((url, instance)) = store.listen_target() {
+            crate::listen::spawn(url, instance, queue.clone())?;
+        }
         let hub = Hub::new(store, config).with_access_policy(TeamPolicy::default());
         let inbox = queue.clone();
         let thread = std::thread::Builder::new()
@@ -170,7 +176,7 @@ impl HubHandle {
     /// `None` when the hub has stopped.
     pub async fn db<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut SqliteStore) -> T + Send + 'static,
+        job: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Option<T> {
         let (reply, answer) = oneshot::channel();
         let job: DbJob = Box::new(move |store| {
@@ -245,6 +251,8 @@ fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
         if batch.is_empty() {
             return;
         }
+        // A lost PostgreSQL connection is replaced before the batch uses it.
+        hub.store_mut().reconnect_if_lost();
         let started = Instant::now();
         let mut health_checks = Vec::new();
         let mut db_jobs = Vec::new();
@@ -278,6 +286,14 @@ fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
                 Command::HealthCheck { reply } => health_checks.push(reply),
                 Command::Db(job) => db_jobs.push(job),
                 Command::Revalidate => revalidate = true,
+                Command::StoredElsewhere(Some(document)) => {
+                    hub.stored_elsewhere(document);
+                }
+                Command::StoredElsewhere(None) => {
+                    for document in hub.loaded_documents() {
+                        hub.stored_elsewhere(document);
+                    }
+                }
                 Command::Shutdown => shutting_down = true,
             }
         }

@@ -12,14 +12,19 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod db;
 pub mod error;
 pub mod fair_queue;
 pub mod http;
 pub mod hub_thread;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
+pub mod migrate;
 pub mod routes;
 pub mod storage;
+#[doc(hidden)]
+pub mod test_db;
 
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
@@ -37,7 +42,7 @@ use crate::cli::{LogFormat, ServeArgs};
 use crate::hub_thread::{Command, HubHandle};
 use crate::limits::{Limit, Limits, SocketCounts};
 use crate::metrics::Metrics;
-use crate::storage::SqliteStore;
+use crate::storage::{Database, Store};
 
 /// The database file inside `--data-dir`.
 pub const DATABASE_FILE: &str = "fieldnotes.sqlite3";
@@ -50,6 +55,8 @@ pub const SERVER_PEER_ID: &str = "fieldnotes-server";
 pub struct ServerOptions {
     /// `None` keeps the database in memory (tests).
     pub data_dir: Option<PathBuf>,
+    /// The database when it is not the SQLite file in `data_dir` (a `postgres://` URL).
+    pub database: Option<String>,
     pub web_dir: Option<PathBuf>,
     pub max_frame_bytes: usize,
     /// Mark the session cookie `Secure` (the server is reached over TLS).
@@ -62,6 +69,7 @@ impl ServerOptions {
     pub fn in_memory() -> Self {
         Self {
             data_dir: None,
+            database: None,
             web_dir: None,
             max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
             secure_cookies: false,
@@ -114,19 +122,44 @@ fn random_uuid() -> anyhow::Result<String> {
 impl AppState {
     /// Opens the database and starts the hub thread.
     pub fn open(options: &ServerOptions) -> anyhow::Result<Self> {
-        let mut store = match &options.data_dir {
-            Some(dir) => {
+        // Opened on a thread of its own: the PostgreSQL client blocks, and this may be called
+        // from async code. From then on the store lives on the hub thread.
+        let (store, storage_id) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| Self::open_store(options))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        Self::start(options, store, storage_id)
+    }
+
+    fn open_store(options: &ServerOptions) -> anyhow::Result<(Store, fieldnotes_sync::StorageId)> {
+        let mut store = match (&options.database, &options.data_dir) {
+            (Some(url), _) => {
+                let database = Database::parse(url);
+                Store::open_database(&database)
+                    .with_context(|| format!("cannot open the database {}", database.describe()))?
+            }
+            (None, Some(dir)) => {
                 std::fs::create_dir_all(dir).with_context(|| {
                     format!("cannot create the data directory {}", dir.display())
                 })?;
                 let path = dir.join(DATABASE_FILE);
-                SqliteStore::open(&path)
+                Store::open(&path)
                     .with_context(|| format!("cannot open the database {}", path.display()))?
             }
-            None => SqliteStore::open_in_memory()?,
+            (None, None) => Store::open_in_memory()?,
         };
         let fresh = random_uuid()?;
         let storage_id = store.server_storage_id(|| fresh)?;
+        Ok((store, storage_id))
+    }
+
+    fn start(
+        options: &ServerOptions,
+        store: Store,
+        storage_id: fieldnotes_sync::StorageId,
+    ) -> anyhow::Result<Self> {
         tracing::info!(storage_id = %storage_id, "storage ready");
         let mut config = HubConfig::new(PeerId::from(SERVER_PEER_ID), storage_id);
         config.max_frame_bytes = options.max_frame_bytes;
@@ -205,7 +238,7 @@ impl AppState {
     /// A new first-run setup token while no administrator exists.
     pub async fn setup_token(&self) -> anyhow::Result<Option<String>> {
         self.hub()
-            .db(|store| auth::new_setup_token(store.connection_mut()))
+            .db(|store| auth::new_setup_token(store.db_mut()))
             .await
             .context("the hub thread has stopped")?
             .context("cannot create the setup link")
@@ -304,6 +337,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     let options = ServerOptions {
         data_dir: Some(args.data_dir.clone()),
+        database: args.database.clone(),
         web_dir: Some(args.web_dir.clone()),
         max_frame_bytes: fieldnotes_sync::hub::DEFAULT_MAX_FRAME_BYTES,
         secure_cookies: args.secure_cookies,

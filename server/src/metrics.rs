@@ -152,6 +152,12 @@ impl Metrics {
             hub.documents_evicted,
         );
         metric(
+            "fieldnotes_documents_merged_from_store_total",
+            "counter",
+            "Documents in memory that took in changes another instance committed.",
+            hub.documents_merged_from_store,
+        );
+        metric(
             "fieldnotes_storage_failures_total",
             "counter",
             "Batches that could not be stored.",

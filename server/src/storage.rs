@@ -1,12 +1,15 @@
-//! The SQLite [`DocStore`]: one database file, WAL mode, `synchronous=FULL`,
-//! so a returned `COMMIT` is on disk.
+//! The [`DocStore`] over either backend ([`crate::db::Db`]): a SQLite file (WAL,
+//! `synchronous=FULL`, so a returned `COMMIT` is on disk) or a PostgreSQL database (a
+//! committed transaction is durable there; several instances may share it).
 //!
-//! Schema (version 1, in `PRAGMA user_version`):
+//! Schema (SQLite: version in `PRAGMA user_version`; PostgreSQL: the `schema_version` table):
 //!
 //! - `meta(key TEXT PRIMARY KEY, value TEXT)`: `server_storage_id`.
 //! - `chunks(document_id TEXT, seq INTEGER, kind TEXT, data BLOB)`: a
 //!   document's chunks in `seq` order, at most one `snapshot` first, then
-//!   `incremental` change chunks. Primary key `(document_id, seq)`.
+//!   `incremental` change chunks. SQLite: primary key `(document_id, seq)`, `seq` counted per
+//!   document; PostgreSQL: `seq` is one `BIGSERIAL` for all documents, so instances appending
+//!   at the same moment never collide.
 //! - `sync_states(document_id TEXT, peer_storage_id TEXT, state BLOB)`: the
 //!   encoded `automerge::sync::State` per document and peer storage.
 //!
@@ -21,13 +24,23 @@
 //!
 //! Times are Unix milliseconds.
 //!
+//! **Compaction with concurrent writers.** The store remembers, per document, the `seq` of
+//! every chunk it loaded or appended (what the hub's copy in memory is made of).
+//! `replace_with_snapshot` deletes exactly those chunks and puts the snapshot in the place of
+//! the last one; a chunk another instance appended meanwhile is not among them and stays. (A
+//! plain "`seq` ≤ the last loaded" would not do on PostgreSQL: a sequence number is drawn at
+//! insert time, so a chunk with a smaller `seq` can commit after a larger one was read.)
+//!
 //! Document ids are stored as their base58check text so an operator can find
 //! a document with the id from its URL.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use fieldnotes_sync::{DocStore, DocumentId, StorageId};
-use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::db::{Db, DbError, PgConnection};
+use crate::params;
 
 const SCHEMA_VERSION: i64 = 2;
 
@@ -100,11 +113,81 @@ CREATE TABLE IF NOT EXISTS storage_owners (
 ) WITHOUT ROWID;
 ";
 
-/// What can go wrong in the SQLite store.
+const POSTGRES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    seq BIGSERIAL PRIMARY KEY,
+    document_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('snapshot', 'incremental')),
+    data BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document_id, seq);
+CREATE TABLE IF NOT EXISTS sync_states (
+    document_id TEXT NOT NULL,
+    peer_storage_id TEXT NOT NULL,
+    state BYTEA NOT NULL,
+    PRIMARY KEY (document_id, peer_storage_id)
+);
+CREATE TABLE IF NOT EXISTS teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    is_admin BIGINT NOT NULL DEFAULT 0,
+    disabled_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    user_id TEXT NOT NULL REFERENCES users (id),
+    team_id TEXT NOT NULL REFERENCES teams (id),
+    role TEXT NOT NULL CHECK (role IN ('rep', 'manager')),
+    PRIMARY KEY (user_id, team_id)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BYTEA PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    kind TEXT NOT NULL CHECK (kind IN ('browser', 'token')),
+    label TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS invitations (
+    token_hash BYTEA PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams (id),
+    role TEXT NOT NULL CHECK (role IN ('rep', 'manager')),
+    email TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS document_owners (
+    document_id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams (id),
+    claimed_by TEXT,
+    claimed_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS storage_owners (
+    storage_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id)
+);
+";
+
+/// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
     #[error(
         "database schema version {found} is newer than this server's {supported}; upgrade the server"
     )]
@@ -113,11 +196,74 @@ pub enum StorageError {
     BadDocumentId(String),
 }
 
-/// The SQLite-backed store. Owned by the hub thread; not shared.
-pub struct SqliteStore {
-    connection: Connection,
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> Self {
+        StorageError::Db(error.into())
+    }
+}
+
+impl From<postgres::Error> for StorageError {
+    fn from(error: postgres::Error) -> Self {
+        StorageError::Db(error.into())
+    }
+}
+
+/// Where the server keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL connection URL (`postgres://user@host:port/db`).
+    Postgres(String),
+    /// SQLite in memory, for tests.
+    Memory,
+}
+
+impl Database {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; `sqlite:PATH` or a plain path is a
+    /// SQLite file.
+    pub fn parse(text: &str) -> Database {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text.to_string())
+        } else {
+            Database::Sqlite(text.strip_prefix("sqlite:").unwrap_or(text).into())
+        }
+    }
+
+    /// Where, in words for an operator: the path, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Memory => "memory".into(),
+            Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let credentials = &url[scheme + 3..at];
+                    match credentials.split_once(':') {
+                        Some((user, _)) => {
+                            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+                        }
+                        None => url.clone(),
+                    }
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+/// The document store. Owned by the hub thread; not shared.
+pub struct Store {
+    db: Db,
     in_transaction: bool,
     frame: FrameSavepoint,
+    /// Per document, the `seq` of every chunk the hub's copy is made of (loaded or appended
+    /// here): what a snapshot may replace.
+    folded: HashMap<DocumentId, Vec<i64>>,
+    /// PostgreSQL: the URL (to reconnect and to listen) and this instance's id, which names
+    /// its notifications so it can ignore its own.
+    postgres: Option<(String, String)>,
+    /// Documents whose chunks this batch wrote: notified to the other instances on commit.
+    notify: std::collections::BTreeSet<DocumentId>,
 }
 
 /// The savepoint that lets one frame's writes be taken back alone (`DocStore::undo_frame`).
@@ -129,19 +275,73 @@ enum FrameSavepoint {
     Open,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+/// The key of the advisory lock instances take while they migrate the schema.
+const MIGRATION_LOCK: i64 = 0x6669_656c_646e;
+
+impl Store {
+    /// Opens (creating or migrating if needed) the database.
+    pub fn open_database(database: &Database) -> Result<Self, StorageError> {
+        match database {
+            Database::Sqlite(path) => Self::open(path),
+            Database::Memory => Self::open_in_memory(),
+            Database::Postgres(url) => Self::open_postgres(url),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let connection = Connection::open(path)?;
-        Self::setup(connection)
+        let connection = rusqlite::Connection::open(path)?;
+        Self::setup_sqlite(connection)
     }
 
-    /// An in-memory database, for tests.
+    /// An in-memory SQLite database, for tests.
     pub fn open_in_memory() -> Result<Self, StorageError> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::setup_sqlite(rusqlite::Connection::open_in_memory()?)
     }
 
-    fn setup(connection: Connection) -> Result<Self, StorageError> {
+    /// Connects to PostgreSQL and migrates its schema.
+    pub fn open_postgres(url: &str) -> Result<Self, StorageError> {
+        let mut db = Db::Postgres(Box::new(PgConnection::connect(url)?));
+        // Instances starting together migrate one after the other.
+        db.execute("SELECT pg_advisory_lock(?1)", params![MIGRATION_LOCK])?;
+        let migrated = Self::migrate_postgres(&mut db);
+        let unlocked = db.execute("SELECT pg_advisory_unlock(?1)", params![MIGRATION_LOCK]);
+        migrated?;
+        unlocked?;
+        let mut store = Self::with(db);
+        store.postgres = Some((url.to_string(), crate::auth::new_token()));
+        Ok(store)
+    }
+
+    fn migrate_postgres(db: &mut Db) -> Result<(), StorageError> {
+        // `CREATE … IF NOT EXISTS` on every start would log a notice per table.
+        db.batch("SET client_min_messages = warning")?;
+        db.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        let found: Option<i64> = db
+            .query_opt("SELECT max(version) FROM schema_version", params![])?
+            .map(|row| row.get::<Option<i64>>(0))
+            .transpose()?
+            .flatten();
+        if let Some(found) = found
+            && found > SCHEMA_VERSION
+        {
+            return Err(StorageError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        db.transaction(|db| {
+            db.batch(POSTGRES_SCHEMA)?;
+            db.execute("DELETE FROM schema_version", params![])?;
+            db.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                params![SCHEMA_VERSION],
+            )?;
+            Ok::<_, StorageError>(())
+        })
+    }
+
+    fn setup_sqlite(connection: rusqlite::Connection) -> Result<Self, StorageError> {
         // WAL lets readers (backups, the sqlite3 shell) run beside the writer;
         // FULL makes every commit durable, which the sync replies promise.
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -156,50 +356,93 @@ impl SqliteStore {
         }
         connection.execute_batch(SCHEMA)?;
         connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(Self {
-            connection,
+        Ok(Self::with(Db::Sqlite(connection)))
+    }
+
+    fn with(db: Db) -> Self {
+        Self {
+            db,
             in_transaction: false,
             frame: FrameSavepoint::None,
-        })
+            folded: HashMap::new(),
+            postgres: None,
+            notify: Default::default(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.db.is_postgres()
+    }
+
+    /// PostgreSQL: the URL and instance id the LISTEN thread needs.
+    pub fn listen_target(&self) -> Option<(String, String)> {
+        self.postgres.clone()
+    }
+
+    /// PostgreSQL: when the connection is gone (the server restarted, the network cut), a
+    /// new one. Between batches only; until it succeeds every batch fails and nothing is
+    /// acknowledged.
+    pub fn reconnect_if_lost(&mut self) {
+        let Some((url, _)) = &self.postgres else {
+            return;
+        };
+        let lost = match &self.db {
+            Db::Postgres(pg) => pg.client.is_closed(),
+            Db::Sqlite(_) => false,
+        };
+        if !lost || self.in_transaction {
+            return;
+        }
+        match PgConnection::connect(url) {
+            Ok(connection) => {
+                tracing::info!("reconnected to the database");
+                self.db = Db::Postgres(Box::new(connection));
+                self.frame = FrameSavepoint::None;
+            }
+            Err(error) => tracing::warn!(%error, "the database is unreachable; retrying"),
+        }
+    }
+
+    #[cfg(test)]
+    fn sqlite_connection(&self) -> &rusqlite::Connection {
+        match &self.db {
+            Db::Sqlite(connection) => connection,
+            Db::Postgres(_) => panic!("not SQLite"),
+        }
     }
 
     /// The server's storage id, created from `fresh` on first start and the
-    /// same on every start after.
+    /// same on every start after (several instances on one database share it).
     pub fn server_storage_id(
         &mut self,
         fresh: impl FnOnce() -> String,
     ) -> Result<StorageId, StorageError> {
-        let existing: Option<String> = self
-            .connection
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'server_storage_id'",
-                [],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(id) = existing {
-            return Ok(StorageId::new(id));
-        }
-        let id = fresh();
-        self.connection.execute(
-            "INSERT INTO meta (key, value) VALUES ('server_storage_id', ?1)",
-            params![id],
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('server_storage_id', ?1)
+             ON CONFLICT (key) DO NOTHING",
+            params![fresh()],
         )?;
+        let id: String = self
+            .db
+            .query_one(
+                "SELECT value FROM meta WHERE key = 'server_storage_id'",
+                params![],
+            )?
+            .get(0)?;
         Ok(StorageId::new(id))
     }
 
     /// A query against the database, for health checks.
     pub fn ping(&mut self) -> Result<(), StorageError> {
-        self.connection
-            .query_row("SELECT count(*) FROM meta", [], |row| row.get::<_, i64>(0))?;
+        self.db.query_one("SELECT count(*) FROM meta", params![])?;
         Ok(())
     }
 
     /// The connection, for the sign-in tables (`crate::auth`). Only between
     /// batches: the hub's batch transaction must not be open.
-    pub fn connection_mut(&mut self) -> &mut Connection {
+    pub fn db_mut(&mut self) -> &mut Db {
         debug_assert!(!self.in_transaction, "auth query inside a hub batch");
-        &mut self.connection
+        &mut self.db
     }
 
     /// The team that owns a document, if any.
@@ -208,19 +451,23 @@ impl SqliteStore {
         document: &DocumentId,
     ) -> Result<Option<String>, StorageError> {
         Ok(self
-            .connection
-            .prepare_cached("SELECT team_id FROM document_owners WHERE document_id = ?1")?
-            .query_row(params![document.to_string()], |row| row.get(0))
-            .optional()?)
+            .db
+            .query_opt(
+                "SELECT team_id FROM document_owners WHERE document_id = ?1",
+                params![document.to_string()],
+            )?
+            .map(|row| row.get(0))
+            .transpose()?)
     }
 
     /// Whether any chunk of the document is stored.
     pub fn has_document(&mut self, document: &DocumentId) -> Result<bool, StorageError> {
         Ok(self
-            .connection
-            .prepare_cached("SELECT 1 FROM chunks WHERE document_id = ?1 LIMIT 1")?
-            .query_row(params![document.to_string()], |_| Ok(()))
-            .optional()?
+            .db
+            .query_opt(
+                "SELECT 1 FROM chunks WHERE document_id = ?1 LIMIT 1",
+                params![document.to_string()],
+            )?
             .is_some())
     }
 
@@ -233,66 +480,91 @@ impl SqliteStore {
         now_ms: u64,
     ) -> Result<(), StorageError> {
         self.begin()?;
-        self.connection
-            .prepare_cached(
-                "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![document.to_string(), team, user, now_ms as i64])?;
+        self.db.execute(
+            "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![document.to_string(), team, user, now_ms as i64],
+        )?;
         Ok(())
     }
 
     /// The user a peer storage id is bound to.
     pub fn storage_owner(&mut self, storage: &StorageId) -> Result<Option<String>, StorageError> {
         Ok(self
-            .connection
-            .prepare_cached("SELECT user_id FROM storage_owners WHERE storage_id = ?1")?
-            .query_row(params![storage.as_str()], |row| row.get(0))
-            .optional()?)
+            .db
+            .query_opt(
+                "SELECT user_id FROM storage_owners WHERE storage_id = ?1",
+                params![storage.as_str()],
+            )?
+            .map(|row| row.get(0))
+            .transpose()?)
     }
 
     /// Binds a peer storage id to a user, inside the current batch.
     pub fn bind_storage(&mut self, storage: &StorageId, user: &str) -> Result<(), StorageError> {
         self.begin()?;
-        self.connection
-            .prepare_cached("INSERT INTO storage_owners (storage_id, user_id) VALUES (?1, ?2)")?
-            .execute(params![storage.as_str(), user])?;
+        self.db.execute(
+            "INSERT INTO storage_owners (storage_id, user_id) VALUES (?1, ?2)",
+            params![storage.as_str(), user],
+        )?;
         Ok(())
     }
 
     fn begin(&mut self) -> Result<(), StorageError> {
         if !self.in_transaction {
-            self.connection.execute_batch("BEGIN IMMEDIATE")?;
+            let begin = if self.db.is_postgres() {
+                "BEGIN"
+            } else {
+                "BEGIN IMMEDIATE"
+            };
+            self.db.batch(begin)?;
             self.in_transaction = true;
         }
         if self.frame == FrameSavepoint::Wanted {
-            self.connection.execute_batch("SAVEPOINT frame")?;
+            self.db.batch("SAVEPOINT frame")?;
             self.frame = FrameSavepoint::Open;
         }
         Ok(())
     }
 }
 
-impl DocStore for SqliteStore {
+impl DocStore for Store {
     type Error = StorageError;
 
     fn load_chunks(&mut self, document: &DocumentId) -> Result<Vec<Vec<u8>>, Self::Error> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT data FROM chunks WHERE document_id = ?1 ORDER BY seq")?;
-        let rows = statement.query_map(params![document.to_string()], |row| {
-            row.get::<_, Vec<u8>>(0)
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let rows = self.db.query(
+            "SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq",
+            params![document.to_string()],
+        )?;
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut chunks = Vec::with_capacity(rows.len());
+        for row in rows {
+            seqs.push(row.get::<i64>(0)?);
+            chunks.push(row.get::<Vec<u8>>(1)?);
+        }
+        self.folded.insert(*document, seqs);
+        Ok(chunks)
     }
 
     fn append_changes(&mut self, document: &DocumentId, changes: &[u8]) -> Result<(), Self::Error> {
         self.begin()?;
-        let mut statement = self.connection.prepare_cached(
+        let sql = if self.db.is_postgres() {
+            "INSERT INTO chunks (document_id, kind, data) VALUES (?1, 'incremental', ?2)
+             RETURNING seq"
+        } else {
             "INSERT INTO chunks (document_id, seq, kind, data)
-             VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1, 'incremental', ?2)",
-        )?;
-        statement.execute(params![document.to_string(), changes])?;
+             VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
+                     'incremental', ?2)
+             RETURNING seq"
+        };
+        let seq: i64 = self
+            .db
+            .query_one(sql, params![document.to_string(), changes])?
+            .get(0)?;
+        self.folded.entry(*document).or_default().push(seq);
+        if self.postgres.is_some() {
+            self.notify.insert(*document);
+        }
         Ok(())
     }
 
@@ -303,14 +575,48 @@ impl DocStore for SqliteStore {
     ) -> Result<(), Self::Error> {
         self.begin()?;
         let id = document.to_string();
-        self.connection
-            .prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?
-            .execute(params![id])?;
-        self.connection
-            .prepare_cached(
-                "INSERT INTO chunks (document_id, seq, kind, data) VALUES (?1, 1, 'snapshot', ?2)",
-            )?
-            .execute(params![id, snapshot])?;
+        let folded = self.folded.remove(document).unwrap_or_default();
+        // Only the chunks the snapshot was made from; whatever another instance appended
+        // meanwhile stays after it.
+        for seq in &folded {
+            self.db.execute(
+                "DELETE FROM chunks WHERE document_id = ?1 AND seq = ?2",
+                params![id, *seq],
+            )?;
+        }
+        let seq: i64 = match folded.iter().max() {
+            Some(last) => self
+                .db
+                .query_one(
+                    "INSERT INTO chunks (document_id, seq, kind, data) VALUES (?1, ?2, 'snapshot', ?3)
+                     RETURNING seq",
+                    params![id, *last, snapshot],
+                )?
+                .get(0)?,
+            // Nothing known to replace: keep every chunk, add the snapshot after them.
+            None if self.db.is_postgres() => self
+                .db
+                .query_one(
+                    "INSERT INTO chunks (document_id, kind, data) VALUES (?1, 'snapshot', ?2)
+                     RETURNING seq",
+                    params![id, snapshot],
+                )?
+                .get(0)?,
+            None => self
+                .db
+                .query_one(
+                    "INSERT INTO chunks (document_id, seq, kind, data)
+                     VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
+                             'snapshot', ?2)
+                     RETURNING seq",
+                    params![id, snapshot],
+                )?
+                .get(0)?,
+        };
+        self.folded.insert(*document, vec![seq]);
+        if self.postgres.is_some() {
+            self.notify.insert(*document);
+        }
         Ok(())
     }
 
@@ -319,14 +625,14 @@ impl DocStore for SqliteStore {
         document: &DocumentId,
         peer: &StorageId,
     ) -> Result<Option<Vec<u8>>, Self::Error> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT state FROM sync_states WHERE document_id = ?1 AND peer_storage_id = ?2",
-        )?;
-        Ok(statement
-            .query_row(params![document.to_string(), peer.as_str()], |row| {
-                row.get(0)
-            })
-            .optional()?)
+        Ok(self
+            .db
+            .query_opt(
+                "SELECT state FROM sync_states WHERE document_id = ?1 AND peer_storage_id = ?2",
+                params![document.to_string(), peer.as_str()],
+            )?
+            .map(|row| row.get(0))
+            .transpose()?)
     }
 
     fn save_sync_state(
@@ -336,23 +642,21 @@ impl DocStore for SqliteStore {
         state: &[u8],
     ) -> Result<(), Self::Error> {
         self.begin()?;
-        self.connection
-            .prepare_cached(
-                "INSERT INTO sync_states (document_id, peer_storage_id, state) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (document_id, peer_storage_id) DO UPDATE SET state = excluded.state",
-            )?
-            .execute(params![document.to_string(), peer.as_str(), state])?;
+        self.db.execute(
+            "INSERT INTO sync_states (document_id, peer_storage_id, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT (document_id, peer_storage_id) DO UPDATE SET state = excluded.state",
+            params![document.to_string(), peer.as_str(), state],
+        )?;
         Ok(())
     }
 
     fn list_documents(&mut self) -> Result<Vec<DocumentId>, Self::Error> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT DISTINCT document_id FROM chunks")?;
-        let ids = statement.query_map([], |row| row.get::<_, String>(0))?;
+        let rows = self
+            .db
+            .query("SELECT DISTINCT document_id FROM chunks", params![])?;
         let mut documents = Vec::new();
-        for id in ids {
-            let id = id?;
+        for row in rows {
+            let id: String = row.get(0)?;
             documents.push(DocumentId::parse(&id).map_err(|_| StorageError::BadDocumentId(id))?);
         }
         Ok(documents)
@@ -360,11 +664,22 @@ impl DocStore for SqliteStore {
 
     fn commit(&mut self) -> Result<(), Self::Error> {
         self.frame = FrameSavepoint::None;
+        let notify = std::mem::take(&mut self.notify);
         if self.in_transaction {
+            // Delivered to the listeners when (and only if) the transaction commits.
+            if let Some((_, instance)) = &self.postgres {
+                for document in notify {
+                    let payload = format!("{instance} {document}");
+                    self.db.execute(
+                        "SELECT pg_notify('fieldnotes_documents', ?1)",
+                        params![payload],
+                    )?;
+                }
+            }
             // Whether COMMIT succeeds or not, the transaction is over: on
-            // failure SQLite has rolled it back or we do so in rollback().
+            // failure the database has rolled it back or we do so in rollback().
             // COMMIT also releases the frame's savepoint.
-            let result = self.connection.execute_batch("COMMIT");
+            let result = self.db.batch("COMMIT");
             if result.is_ok() {
                 self.in_transaction = false;
             }
@@ -375,18 +690,19 @@ impl DocStore for SqliteStore {
 
     fn rollback(&mut self) {
         if self.in_transaction {
-            // Fails only when SQLite already rolled back on its own.
-            let _ = self.connection.execute_batch("ROLLBACK");
+            // Fails only when the database already rolled back on its own.
+            let _ = self.db.batch("ROLLBACK");
             self.in_transaction = false;
         }
         self.frame = FrameSavepoint::None;
+        self.notify.clear();
     }
 
     fn begin_frame(&mut self) {
         if self.frame == FrameSavepoint::Open {
-            // The previous frame's writes join the batch. Fails only if SQLite already ended
-            // the transaction on its own, which the next write or the commit reports.
-            let _ = self.connection.execute_batch("RELEASE frame");
+            // The previous frame's writes join the batch. Fails only if the database already
+            // ended the transaction on its own, which the next write or the commit reports.
+            let _ = self.db.batch("RELEASE frame");
         }
         self.frame = FrameSavepoint::Wanted;
     }
@@ -395,8 +711,7 @@ impl DocStore for SqliteStore {
         let open = self.frame == FrameSavepoint::Open;
         self.frame = FrameSavepoint::None;
         if open {
-            self.connection
-                .execute_batch("ROLLBACK TO frame; RELEASE frame")?;
+            self.db.batch("ROLLBACK TO frame; RELEASE frame")?;
         }
         Ok(())
     }
@@ -410,9 +725,115 @@ mod tests {
         DocumentId::from_bytes([n; 16])
     }
 
+    /// Runs each behaviour test on SQLite (in memory) and on a fresh PostgreSQL database.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[test]
+                fn $name() {
+                    super::$name(super::Store::open_in_memory().unwrap());
+                })*
+            }
+            mod on_postgres {
+                $(#[test]
+                fn $name() {
+                    let database = crate::test_db::TestDatabase::new();
+                    super::$name(super::Store::open_postgres(&database.url).unwrap());
+                })*
+            }
+        };
+    }
+
+    on_both_backends!(
+        chunks_append_in_order_and_compact_into_one_snapshot,
+        rollback_discards_the_batch,
+        undo_frame_takes_back_only_the_last_frames_writes,
+        sync_states_upsert_per_document_and_peer
+    );
+
     #[test]
-    fn chunks_append_in_order_and_compact_into_one_snapshot() {
-        let mut store = SqliteStore::open_in_memory().unwrap();
+    fn postgres_refuses_a_newer_schema_and_migrates_an_empty_database_once() {
+        let database = crate::test_db::TestDatabase::new();
+        let mut first = Store::open_postgres(&database.url).unwrap();
+        let id_one = first.server_storage_id(|| "one".into()).unwrap();
+        // A second instance on the same database shares the storage id.
+        let mut second = Store::open_postgres(&database.url).unwrap();
+        assert_eq!(second.server_storage_id(|| "two".into()).unwrap(), id_one);
+        second
+            .db
+            .batch("UPDATE schema_version SET version = 99")
+            .unwrap();
+        let refused = Store::open_postgres(&database.url).err().expect("refused");
+        assert!(
+            matches!(
+                refused,
+                StorageError::SchemaTooNew {
+                    found: 99,
+                    supported: SCHEMA_VERSION
+                }
+            ),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("upgrade the server"));
+    }
+
+    /// Two instances append to one document while a third compacts it: every change stays.
+    #[test]
+    fn postgres_compaction_keeps_what_other_writers_appended() {
+        let database = crate::test_db::TestDatabase::new();
+        let mut compactor = Store::open_postgres(&database.url).unwrap();
+        compactor.append_changes(&id(1), b"c0").unwrap();
+        compactor.commit().unwrap();
+        assert_eq!(compactor.load_chunks(&id(1)).unwrap().len(), 1);
+
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let url = database.url.clone();
+                std::thread::spawn(move || {
+                    let mut store = Store::open_postgres(&url).unwrap();
+                    for n in 0..50 {
+                        store
+                            .append_changes(&id(1), format!("w{w}-{n}").as_bytes())
+                            .unwrap();
+                        store.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Compact repeatedly while they write: each snapshot folds what this store loaded.
+        let mut folded_in = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let chunks = compactor.load_chunks(&id(1)).unwrap();
+            for chunk in &chunks {
+                for part in String::from_utf8_lossy(chunk).split('|') {
+                    folded_in.insert(part.to_string());
+                }
+            }
+            let snapshot = folded_in.iter().cloned().collect::<Vec<_>>().join("|");
+            compactor
+                .replace_with_snapshot(&id(1), snapshot.as_bytes())
+                .unwrap();
+            compactor.commit().unwrap();
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let mut everything = std::collections::BTreeSet::new();
+        for chunk in compactor.load_chunks(&id(1)).unwrap() {
+            for part in String::from_utf8_lossy(&chunk).split('|') {
+                everything.insert(part.to_string());
+            }
+        }
+        assert!(everything.contains("c0"));
+        for w in 0..2 {
+            for n in 0..50 {
+                assert!(everything.contains(&format!("w{w}-{n}")), "w{w}-{n} lost");
+            }
+        }
+        assert_eq!(everything.len(), 101);
+    }
+
+    fn chunks_append_in_order_and_compact_into_one_snapshot(mut store: Store) {
         store.append_changes(&id(1), b"a").unwrap();
         store.append_changes(&id(1), b"b").unwrap();
         store.append_changes(&id(2), b"x").unwrap();
@@ -435,9 +856,7 @@ mod tests {
         assert_eq!(listed, vec![id(1), id(2)]);
     }
 
-    #[test]
-    fn rollback_discards_the_batch() {
-        let mut store = SqliteStore::open_in_memory().unwrap();
+    fn rollback_discards_the_batch(mut store: Store) {
         store.append_changes(&id(1), b"kept").unwrap();
         store.commit().unwrap();
         store.append_changes(&id(1), b"lost").unwrap();
@@ -454,9 +873,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn undo_frame_takes_back_only_the_last_frames_writes() {
-        let mut store = SqliteStore::open_in_memory().unwrap();
+    fn undo_frame_takes_back_only_the_last_frames_writes(mut store: Store) {
         store.begin_frame();
         store.append_changes(&id(1), b"first frame").unwrap();
         store.begin_frame();
@@ -492,9 +909,7 @@ mod tests {
         assert_eq!(store.load_chunks(&id(3)).unwrap().len(), 1);
     }
 
-    #[test]
-    fn sync_states_upsert_per_document_and_peer() {
-        let mut store = SqliteStore::open_in_memory().unwrap();
+    fn sync_states_upsert_per_document_and_peer(mut store: Store) {
         let peer = StorageId::from("laptop");
         store.save_sync_state(&id(1), &peer, b"one").unwrap();
         store.save_sync_state(&id(1), &peer, b"two").unwrap();
@@ -511,24 +926,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fieldnotes.sqlite3");
         let first = {
-            let mut store = SqliteStore::open(&path).unwrap();
+            let mut store = Store::open(&path).unwrap();
             store.append_changes(&id(1), b"durable").unwrap();
             store.commit().unwrap();
             store.server_storage_id(|| "first".into()).unwrap()
         };
-        let mut store = SqliteStore::open(&path).unwrap();
+        let mut store = Store::open(&path).unwrap();
         assert_eq!(store.server_storage_id(|| "second".into()).unwrap(), first);
         assert_eq!(
             store.load_chunks(&id(1)).unwrap(),
             vec![b"durable".to_vec()]
         );
         let mode: String = store
-            .connection
+            .sqlite_connection()
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
         let synchronous: i64 = store
-            .connection
+            .sqlite_connection()
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap();
         assert_eq!(synchronous, 2, "FULL");

@@ -35,7 +35,7 @@ impl Server {
         let token = state
             .hub()
             .db(|store| {
-                let c = store.connection_mut();
+                let c = store.db_mut();
                 let user = match auth::user_by_email(c, "tester@example.com")? {
                     Some((user, _)) => user,
                     None => {
@@ -428,5 +428,186 @@ async fn our_client_pushes_100_accounts_and_a_fresh_client_pulls_every_one() {
         let original = hydrate_account(&pusher.docs[id]).unwrap();
         assert_eq!(hydrate_account(&pulled).unwrap(), original, "document {id}");
     }
+    server.stop().await;
+}
+
+fn postgres_options(url: &str) -> ServerOptions {
+    ServerOptions {
+        database: Some(url.to_owned()),
+        ..ServerOptions::in_memory()
+    }
+}
+
+#[tokio::test]
+async fn on_postgres_two_clients_sync_a_document_and_it_survives_a_restart() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let server = Server::start(postgres_options(&database.url)).await;
+    let id = DocumentId::from_bytes([8; 16]);
+    let mut alice = TestClient::connect(&server, "alice").await;
+    let storage_id = alice.engine.server_storage_id().cloned().unwrap();
+    alice.edit(id, "customer", "Hardware Hut").await;
+    alice.wait_synced(id).await;
+    let mut bob = TestClient::connect(&server, "bob").await;
+    let doc = bob.fetch(id).await;
+    assert!(doc.get(ROOT, "customer").unwrap().is_some());
+    bob.edit(id, "next_visit", "Tuesday").await;
+    alice
+        .pump_until(|events| {
+            events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::DocumentChanged { .. }))
+        })
+        .await;
+    bob.wait_synced(id).await;
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+
+    let server = Server::start(postgres_options(&database.url)).await;
+    let mut carol = TestClient::connect(&server, "carol").await;
+    assert_eq!(carol.engine.server_storage_id(), Some(&storage_id));
+    let doc = carol.fetch(id).await;
+    assert!(doc.get(ROOT, "customer").unwrap().is_some());
+    assert!(doc.get(ROOT, "next_visit").unwrap().is_some());
+    server.stop().await;
+}
+
+/// Two instances on one PostgreSQL database: a change synced through one reaches a socket on
+/// the other as a push (LISTEN/NOTIFY), both ways, and quickly.
+#[tokio::test]
+async fn on_postgres_a_change_through_one_instance_reaches_a_socket_on_another() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let one = Server::start(postgres_options(&database.url)).await;
+    let two = Server::start(postgres_options(&database.url)).await;
+    let id = DocumentId::from_bytes([9; 16]);
+
+    let mut alice = TestClient::connect(&one, "alice").await;
+    let mut bob = TestClient::connect(&two, "bob").await;
+    assert_eq!(
+        alice.engine.server_storage_id(),
+        bob.engine.server_storage_id(),
+        "one storage id for the deployment"
+    );
+    alice.edit(id, "customer", "Hardware Hut").await;
+    alice.wait_synced(id).await;
+    let doc = bob.fetch(id).await;
+    assert!(doc.get(ROOT, "customer").unwrap().is_some());
+
+    // Both have the document open, each on its own instance: edits are pushed across.
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        alice.edit(id, "note", &format!("from alice {round}")).await;
+        bob.pump_until(|events| {
+            events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::DocumentChanged { .. }))
+        })
+        .await;
+        let value = bob.docs[&id]
+            .get(ROOT, "note")
+            .unwrap()
+            .unwrap()
+            .0
+            .to_string();
+        assert_eq!(value, format!("\"from alice {round}\""));
+        eprintln!("instance 1 → instance 2 in {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        bob.edit(id, "reply", &format!("from bob {round}")).await;
+        alice
+            .pump_until(|events| {
+                events
+                    .iter()
+                    .any(|e| matches!(e, ClientEvent::DocumentChanged { .. }))
+            })
+            .await;
+        assert!(alice.docs[&id].get(ROOT, "reply").unwrap().is_some());
+        alice.wait_synced(id).await;
+        bob.wait_synced(id).await;
+    }
+    let (_, metrics) = two.get("/metrics").await;
+    assert!(
+        metrics.contains("fieldnotes_documents_merged_from_store_total"),
+        "{metrics}"
+    );
+    one.stop().await;
+    two.stop().await;
+}
+
+/// Sign-outs are read from the database: a session revoked through one instance closes its
+/// socket on another within the revalidation period.
+#[tokio::test]
+async fn on_postgres_a_session_revoked_anywhere_closes_its_socket_on_every_instance() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let one = Server::start(postgres_options(&database.url)).await;
+    let two = Server::start(postgres_options(&database.url)).await;
+    let mut socket = two.socket().await;
+    let token = two.token.clone();
+    let url = database.url.clone();
+    // Revoke through the database instance one writes to (as `fieldnotes admin` would).
+    std::thread::spawn(move || {
+        let mut store = fieldnotes_server::storage::Store::open_postgres(&url).unwrap();
+        auth::revoke_session(store.db_mut(), &auth::token_hash(&token)).unwrap();
+    })
+    .join()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("closed within 10 s")
+        {
+            Some(Ok(WsMessage::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(
+        closed.map(|f| u16::from(f.code)),
+        Some(fieldnotes_server::hub_thread::SIGNED_OUT_CLOSE_CODE)
+    );
+    eprintln!("closed on the other instance after {:?}", started.elapsed());
+    one.stop().await;
+    two.stop().await;
+}
+
+/// An instance whose database connection is cut reports not ready, then reconnects by itself.
+#[tokio::test]
+async fn on_postgres_healthz_is_not_ready_while_the_connection_is_lost_and_recovers() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let server = Server::start(postgres_options(&database.url)).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+    let (admin, name) = (
+        fieldnotes_server::test_db::admin_url(),
+        database.url.rsplit('/').next().unwrap().to_owned(),
+    );
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let status = server.get("/healthz").await.0;
+        seen.push(status);
+        if status == 200 && seen.contains(&503) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains(&503), "not ready while cut off: {seen:?}");
+    assert_eq!(seen.last(), Some(&200), "ready again: {seen:?}");
+    // And it syncs again.
+    let id = DocumentId::from_bytes([10; 16]);
+    let mut alice = TestClient::connect(&server, "alice").await;
+    alice.edit(id, "customer", "After the cut").await;
+    alice.wait_synced(id).await;
     server.stop().await;
 }

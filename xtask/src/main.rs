@@ -13,6 +13,7 @@
 //! Every step prints the command it runs, so a failure says where it happened.
 
 mod fuzz;
+mod postgres;
 mod setup;
 mod test;
 mod web;

@@ -72,6 +72,8 @@ pub fn all(options: &Options) -> Result<()> {
         "--example",
         "seed",
     ]))?;
+    // The server's tests need a PostgreSQL; started here when none answers (stopped at the end).
+    let _postgres = crate::postgres::ensure()?;
     run_command(cargo_in_root().args(["test", "--workspace", "--all-targets"]))?;
     run_command(cargo_in_root().args(["test", "--workspace", "--doc"]))?;
     // The browser builds the model and the client engine on automerge's 0.6 line

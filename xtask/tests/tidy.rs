@@ -157,7 +157,14 @@ fn only_the_server_knows_http_and_sql_and_only_the_web_app_the_browser() {
         let deps = dependencies(&member.join("Cargo.toml"));
         let allowed_http_sql = name == "server";
         let allowed_browser = name == "web";
-        for dependency in ["rusqlite", "axum", "hyper", "hyper-util", "tower-http"] {
+        for dependency in [
+            "rusqlite",
+            "postgres",
+            "axum",
+            "hyper",
+            "hyper-util",
+            "tower-http",
+        ] {
             // The end-to-end tests reach the server's database file to check what it stored.
             let test_reads_db = name == "tests" && dependency == "rusqlite";
             if deps.contains(dependency) && !allowed_http_sql && !test_reads_db {

@@ -1,8 +1,8 @@
 //! Users, teams, sessions and invitations: the rules of `docs/auth.md`.
 //!
-//! Everything here is plain functions over a `rusqlite::Connection`, so the
+//! Everything here is plain functions over a [`Db`] (SQLite or PostgreSQL), so the
 //! server (on the hub thread, between batches) and `fieldnotes admin` (on its
-//! own connection to the same file) share one implementation.
+//! own connection to the same database) share one implementation, whichever the backend.
 //!
 //! **Secrets:** a session, setup or invitation token is 32 random bytes shown
 //! once; only its SHA-256 is stored. Passwords are stored as argon2id PHC
@@ -13,11 +13,12 @@ pub mod throttle;
 
 use std::collections::BTreeSet;
 
+use crate::db::{Db, DbError, Row};
+use crate::params;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fieldnotes_model::{TeamId, team_directory_key};
 use fieldnotes_sync::DocumentId;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -51,7 +52,7 @@ pub enum AuthError {
     #[error("This invitation is for {0}. Sign up with that email, or ask for a new invitation.")]
     InvitationForAnotherEmail(String),
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] DbError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
 }
@@ -205,15 +206,12 @@ pub fn check_name(name: &str, what: &str) -> Result<String> {
 // ---- teams ----------------------------------------------------------------
 
 /// Creates a team and gives it its directory document.
-pub fn create_team(connection: &mut Connection, name: &str) -> Result<Team> {
-    let tx = connection.transaction()?;
-    let team = insert_team(&tx, name)?;
-    tx.commit()?;
-    Ok(team)
+pub fn create_team(connection: &mut Db, name: &str) -> Result<Team> {
+    connection.transaction(|tx| insert_team(tx, name))
 }
 
 /// [`create_team`] inside the caller's transaction.
-fn insert_team(connection: &Connection, name: &str) -> Result<Team> {
+fn insert_team(connection: &mut Db, name: &str) -> Result<Team> {
     let name = check_name(name, "the team's name")?;
     let team = Team {
         id: random_id(),
@@ -232,32 +230,33 @@ fn insert_team(connection: &Connection, name: &str) -> Result<Team> {
     Ok(team)
 }
 
+fn team_from_row(row: &Row) -> Result<Team, DbError> {
+    Ok(Team {
+        id: row.get(0)?,
+        name: row.get(1)?,
+    })
+}
+
 /// A team by id, or by name when exactly one team has it.
-pub fn find_team(connection: &Connection, id_or_name: &str) -> Result<Team> {
+pub fn find_team(connection: &mut Db, id_or_name: &str) -> Result<Team> {
     let by_id = connection
-        .query_row(
+        .query_opt(
             "SELECT id, name FROM teams WHERE id = ?1",
             params![id_or_name],
-            |row| {
-                Ok(Team {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                })
-            },
-        )
-        .optional()?;
+        )?
+        .map(|row| team_from_row(&row))
+        .transpose()?;
     if let Some(team) = by_id {
         return Ok(team);
     }
-    let mut statement = connection.prepare("SELECT id, name FROM teams WHERE name = ?1")?;
-    let teams: Vec<Team> = statement
-        .query_map(params![id_or_name.trim()], |row| {
-            Ok(Team {
-                id: row.get(0)?,
-                name: row.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let teams: Vec<Team> = connection
+        .query(
+            "SELECT id, name FROM teams WHERE name = ?1",
+            params![id_or_name.trim()],
+        )?
+        .iter()
+        .map(team_from_row)
+        .collect::<Result<_, DbError>>()?;
     match teams.len() {
         0 => Err(AuthError::NoSuchTeam(id_or_name.to_string())),
         1 => Ok(teams.into_iter().next().expect("one team")),
@@ -266,55 +265,49 @@ pub fn find_team(connection: &Connection, id_or_name: &str) -> Result<Team> {
 }
 
 /// Every team with its number of members.
-pub fn list_teams(connection: &Connection) -> Result<Vec<(Team, u64)>> {
-    let mut statement = connection.prepare(
-        "SELECT t.id, t.name, count(m.user_id) FROM teams t
-         LEFT JOIN memberships m ON m.team_id = t.id
-         GROUP BY t.id ORDER BY t.name, t.id",
-    )?;
-    let teams = statement
-        .query_map([], |row| {
-            Ok((
-                Team {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                },
-                row.get::<_, i64>(2)? as u64,
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+pub fn list_teams(connection: &mut Db) -> Result<Vec<(Team, u64)>> {
+    let teams = connection
+        .query(
+            "SELECT t.id, t.name, count(m.user_id) FROM teams t
+             LEFT JOIN memberships m ON m.team_id = t.id
+             GROUP BY t.id, t.name ORDER BY t.name, t.id",
+            params![],
+        )?
+        .iter()
+        .map(|row| Ok((team_from_row(row)?, row.get::<i64>(2)? as u64)))
+        .collect::<Result<_, DbError>>()?;
     Ok(teams)
 }
 
 // ---- users ----------------------------------------------------------------
 
-fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+fn user_from_row(row: &Row) -> Result<User, DbError> {
     Ok(User {
         id: row.get(0)?,
         email: row.get(1)?,
         name: row.get(2)?,
-        is_admin: row.get::<_, i64>(3)? != 0,
-        disabled: row.get::<_, Option<i64>>(4)?.is_some(),
+        is_admin: row.get::<i64>(3)? != 0,
+        disabled: row.get::<Option<i64>>(4)?.is_some(),
     })
 }
 
 const USER_COLUMNS: &str = "id, email, name, is_admin, disabled_at";
 
 /// A user and their password hash, by email.
-pub fn user_by_email(connection: &Connection, email: &str) -> Result<Option<(User, String)>> {
+pub fn user_by_email(connection: &mut Db, email: &str) -> Result<Option<(User, String)>> {
     let Ok(email) = normalize_email(email) else {
         return Ok(None);
     };
     Ok(connection
-        .query_row(
+        .query_opt(
             &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"),
             params![email],
-            |row| Ok((user_from_row(row)?, row.get(5)?)),
-        )
-        .optional()?)
+        )?
+        .map(|row| Ok::<_, DbError>((user_from_row(&row)?, row.get(5)?)))
+        .transpose()?)
 }
 
-fn require_user(connection: &Connection, email: &str) -> Result<User> {
+fn require_user(connection: &mut Db, email: &str) -> Result<User> {
     user_by_email(connection, email)?
         .map(|(user, _)| user)
         .ok_or_else(|| AuthError::NoSuchUser(email.trim().to_lowercase()))
@@ -322,7 +315,7 @@ fn require_user(connection: &Connection, email: &str) -> Result<User> {
 
 /// Creates a user with an already hashed password.
 pub fn create_user(
-    connection: &Connection,
+    connection: &mut Db,
     email: &str,
     name: &str,
     password_hash: &str,
@@ -356,12 +349,7 @@ pub fn create_user(
 }
 
 /// Adds a user to a team, or changes their role in it.
-pub fn set_membership(
-    connection: &Connection,
-    user_id: &str,
-    team_id: &str,
-    role: Role,
-) -> Result<()> {
+pub fn set_membership(connection: &mut Db, user_id: &str, team_id: &str, role: Role) -> Result<()> {
     connection.execute(
         "INSERT INTO memberships (user_id, team_id, role) VALUES (?1, ?2, ?3)
          ON CONFLICT (user_id, team_id) DO UPDATE SET role = excluded.role",
@@ -372,7 +360,7 @@ pub fn set_membership(
 
 /// Takes a user out of a team; false when they were not in it. Sessions read memberships on
 /// every check, so open sockets to the team close at the hub's next revalidation.
-pub fn remove_membership(connection: &Connection, user_id: &str, team_id: &str) -> Result<bool> {
+pub fn remove_membership(connection: &mut Db, user_id: &str, team_id: &str) -> Result<bool> {
     let removed = connection.execute(
         "DELETE FROM memberships WHERE user_id = ?1 AND team_id = ?2",
         params![user_id, team_id],
@@ -380,29 +368,34 @@ pub fn remove_membership(connection: &Connection, user_id: &str, team_id: &str) 
     Ok(removed > 0)
 }
 
-pub fn memberships(connection: &Connection, user_id: &str) -> Result<Vec<Membership>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT t.id, t.name, m.role FROM memberships m JOIN teams t ON t.id = m.team_id
-         WHERE m.user_id = ?1 ORDER BY t.name, t.id",
-    )?;
-    let teams = statement
-        .query_map(params![user_id], |row| {
+pub fn memberships(connection: &mut Db, user_id: &str) -> Result<Vec<Membership>> {
+    let teams = connection
+        .query(
+            "SELECT t.id, t.name, m.role FROM memberships m JOIN teams t ON t.id = m.team_id
+             WHERE m.user_id = ?1 ORDER BY t.name, t.id",
+            params![user_id],
+        )?
+        .iter()
+        .map(|row| {
             Ok(Membership {
                 id: row.get(0)?,
                 name: row.get(1)?,
-                role: Role::parse(&row.get::<_, String>(2)?),
+                role: Role::parse(&row.get::<String>(2)?),
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })
+        .collect::<Result<_, DbError>>()?;
     Ok(teams)
 }
 
-pub fn list_users(connection: &Connection) -> Result<Vec<(User, Vec<Membership>)>> {
-    let mut statement =
-        connection.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY email"))?;
-    let users: Vec<User> = statement
-        .query_map([], user_from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+pub fn list_users(connection: &mut Db) -> Result<Vec<(User, Vec<Membership>)>> {
+    let users: Vec<User> = connection
+        .query(
+            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY email"),
+            params![],
+        )?
+        .iter()
+        .map(user_from_row)
+        .collect::<Result<_, DbError>>()?;
     users
         .into_iter()
         .map(|user| {
@@ -413,7 +406,7 @@ pub fn list_users(connection: &Connection) -> Result<Vec<(User, Vec<Membership>)
 }
 
 /// Sets a new password hash and ends every session of the user.
-pub fn set_password(connection: &Connection, email: &str, password_hash: &str) -> Result<User> {
+pub fn set_password(connection: &mut Db, email: &str, password_hash: &str) -> Result<User> {
     let user = require_user(connection, email)?;
     connection.execute(
         "UPDATE users SET password_hash = ?2 WHERE id = ?1",
@@ -424,7 +417,7 @@ pub fn set_password(connection: &Connection, email: &str, password_hash: &str) -
 }
 
 /// Disables (and signs out everywhere) or re-enables a user.
-pub fn set_disabled(connection: &Connection, email: &str, disabled: bool) -> Result<User> {
+pub fn set_disabled(connection: &mut Db, email: &str, disabled: bool) -> Result<User> {
     let user = require_user(connection, email)?;
     let disabled_at = disabled.then(|| now_ms() as i64);
     connection.execute(
@@ -437,14 +430,12 @@ pub fn set_disabled(connection: &Connection, email: &str, disabled: bool) -> Res
     Ok(User { disabled, ..user })
 }
 
-pub fn admin_exists(connection: &Connection) -> Result<bool> {
+pub fn admin_exists(connection: &mut Db) -> Result<bool> {
     Ok(connection
-        .query_row(
+        .query_opt(
             "SELECT 1 FROM users WHERE is_admin = 1 AND disabled_at IS NULL LIMIT 1",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
+            params![],
+        )?
         .is_some())
 }
 
@@ -452,7 +443,7 @@ pub fn admin_exists(connection: &Connection) -> Result<bool> {
 
 /// Starts a session; returns the token (shown once) and the session.
 pub fn create_session(
-    connection: &Connection,
+    connection: &mut Db,
     user: &User,
     kind: SessionKind,
     lifetime_ms: u64,
@@ -483,18 +474,17 @@ pub fn create_session(
 
 /// The live session a token hash names: not revoked, not expired, its user
 /// not disabled.
-pub fn session_by_hash(connection: &Connection, hash: &[u8; 32]) -> Result<Option<Session>> {
+pub fn session_by_hash(connection: &mut Db, hash: &[u8; 32]) -> Result<Option<Session>> {
     let found = connection
-        .prepare_cached(
+        .query_opt(
             "SELECT u.id, u.email, u.name, u.is_admin, u.disabled_at, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2
                AND u.disabled_at IS NULL",
+            params![&hash[..], now_ms() as i64],
         )?
-        .query_row(params![&hash[..], now_ms() as i64], |row| {
-            Ok((user_from_row(row)?, row.get::<_, i64>(5)? as u64))
-        })
-        .optional()?;
+        .map(|row| Ok::<_, DbError>((user_from_row(&row)?, row.get::<i64>(5)? as u64)))
+        .transpose()?;
     let Some((user, expires_at)) = found else {
         return Ok(None);
     };
@@ -509,11 +499,11 @@ pub fn session_by_hash(connection: &Connection, hash: &[u8; 32]) -> Result<Optio
     }))
 }
 
-pub fn session_by_token(connection: &Connection, token: &str) -> Result<Option<Session>> {
+pub fn session_by_token(connection: &mut Db, token: &str) -> Result<Option<Session>> {
     session_by_hash(connection, &token_hash(token))
 }
 
-pub fn revoke_session(connection: &Connection, hash: &[u8; 32]) -> Result<()> {
+pub fn revoke_session(connection: &mut Db, hash: &[u8; 32]) -> Result<()> {
     connection.execute(
         "UPDATE sessions SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
         params![&hash[..], now_ms() as i64],
@@ -522,14 +512,14 @@ pub fn revoke_session(connection: &Connection, hash: &[u8; 32]) -> Result<()> {
 }
 
 /// Ends every session of a user; returns how many were live.
-pub fn revoke_user_sessions(connection: &Connection, user_id: &str) -> Result<usize> {
+pub fn revoke_user_sessions(connection: &mut Db, user_id: &str) -> Result<usize> {
     Ok(connection.execute(
         "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         params![user_id, now_ms() as i64],
-    )?)
+    )? as usize)
 }
 
-pub fn revoke_sessions_of(connection: &Connection, email: &str) -> Result<usize> {
+pub fn revoke_sessions_of(connection: &mut Db, email: &str) -> Result<usize> {
     let user = require_user(connection, email)?;
     revoke_user_sessions(connection, &user.id)
 }
@@ -537,7 +527,7 @@ pub fn revoke_sessions_of(connection: &Connection, email: &str) -> Result<usize>
 // ---- first run ------------------------------------------------------------
 
 /// A new one-time setup token when no administrator exists yet; `None` otherwise.
-pub fn new_setup_token(connection: &Connection) -> Result<Option<String>> {
+pub fn new_setup_token(connection: &mut Db) -> Result<Option<String>> {
     if admin_exists(connection)? {
         return Ok(None);
     }
@@ -560,14 +550,14 @@ pub struct FirstAdmin<'a> {
 
 /// Uses the setup token: creates the team and its administrator (a manager of it).
 /// `Ok` when `token` is the live setup link's and no administrator exists yet.
-pub fn check_setup_token(connection: &Connection, token: &str) -> Result<()> {
+pub fn check_setup_token(connection: &mut Db, token: &str) -> Result<()> {
     let stored: Option<String> = connection
-        .query_row(
+        .query_opt(
             "SELECT value FROM meta WHERE key = 'setup_token_sha256'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
+            params![],
+        )?
+        .map(|row| row.get(0))
+        .transpose()?;
     let matches = stored.is_some_and(|stored| {
         let given = fieldnotes_model::hex(&token_hash(token));
         // Both are hex SHA-256 digests: equal length, and the comparison
@@ -581,19 +571,22 @@ pub fn check_setup_token(connection: &Connection, token: &str) -> Result<()> {
 }
 
 pub fn complete_setup(
-    connection: &mut Connection,
+    connection: &mut Db,
     token: &str,
     admin: FirstAdmin<'_>,
 ) -> Result<(User, Team)> {
     check_setup_token(connection, token)?;
     // One transaction: a refused form (an email already taken, say) leaves nothing behind.
-    let tx = connection.transaction()?;
-    let team = insert_team(&tx, admin.team_name)?;
-    let user = create_user(&tx, admin.email, admin.name, admin.password_hash, true)?;
-    set_membership(&tx, &user.id, &team.id, Role::Manager)?;
-    tx.execute("DELETE FROM meta WHERE key = 'setup_token_sha256'", [])?;
-    tx.commit()?;
-    Ok((user, team))
+    connection.transaction(|tx| {
+        let team = insert_team(tx, admin.team_name)?;
+        let user = create_user(tx, admin.email, admin.name, admin.password_hash, true)?;
+        set_membership(tx, &user.id, &team.id, Role::Manager)?;
+        tx.execute(
+            "DELETE FROM meta WHERE key = 'setup_token_sha256'",
+            params![],
+        )?;
+        Ok((user, team))
+    })
 }
 
 // ---- invitations ----------------------------------------------------------
@@ -606,7 +599,7 @@ pub struct Invitation {
 }
 
 pub fn create_invitation(
-    connection: &Connection,
+    connection: &mut Db,
     team: &Team,
     role: Role,
     email: Option<&str>,
@@ -631,30 +624,27 @@ pub fn create_invitation(
 }
 
 /// An unused, unexpired invitation.
-pub fn invitation(connection: &Connection, token: &str) -> Result<Invitation> {
+pub fn invitation(connection: &mut Db, token: &str) -> Result<Invitation> {
     connection
-        .query_row(
+        .query_opt(
             "SELECT t.id, t.name, i.role, i.email FROM invitations i JOIN teams t ON t.id = i.team_id
              WHERE i.token_hash = ?1 AND i.used_at IS NULL AND i.expires_at > ?2",
             params![&token_hash(token)[..], now_ms() as i64],
-            |row| {
-                Ok(Invitation {
-                    team: Team {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                    },
-                    role: Role::parse(&row.get::<_, String>(2)?),
-                    email: row.get(3)?,
-                })
-            },
-        )
-        .optional()?
+        )?
+        .map(|row| {
+            Ok::<_, DbError>(Invitation {
+                team: team_from_row(&row)?,
+                role: Role::parse(&row.get::<String>(2)?),
+                email: row.get(3)?,
+            })
+        })
+        .transpose()?
         .ok_or(AuthError::LinkNotValid)
 }
 
 /// Marks an invitation used and adds `user` to its team. Call it inside a
 /// transaction that also holds whatever else the acceptance writes.
-pub fn use_invitation(connection: &Connection, token: &str, user: &User) -> Result<Team> {
+pub fn use_invitation(connection: &mut Db, token: &str, user: &User) -> Result<Team> {
     let invitation = invitation(connection, token)?;
     if let Some(email) = &invitation.email
         && *email != user.email
@@ -676,36 +666,56 @@ pub fn use_invitation(connection: &Connection, token: &str, user: &User) -> Resu
 
 /// Gives every stored document without an owner to `team` (documents stored
 /// before sign-in existed). Returns how many.
-pub fn adopt_unowned(connection: &Connection, team: &Team) -> Result<usize> {
+pub fn adopt_unowned(connection: &mut Db, team: &Team) -> Result<usize> {
     Ok(connection.execute(
         "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
-         SELECT DISTINCT c.document_id, ?1, NULL, ?2 FROM chunks c
+         SELECT DISTINCT c.document_id, CAST(?1 AS TEXT), CAST(NULL AS TEXT), CAST(?2 AS BIGINT)
+         FROM chunks c
          WHERE NOT EXISTS (SELECT 1 FROM document_owners o WHERE o.document_id = c.document_id)",
         params![team.id, now_ms() as i64],
-    )?)
+    )? as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::SqliteStore;
+    use crate::storage::Store;
 
-    fn db() -> SqliteStore {
-        SqliteStore::open_in_memory().unwrap()
+    /// Runs each test on SQLite (in memory) and on a fresh PostgreSQL database: one
+    /// implementation of the rules, checked on both backends.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[test]
+                fn $name() {
+                    super::$name(super::Store::open_in_memory().unwrap());
+                })*
+            }
+            mod on_postgres {
+                $(#[test]
+                fn $name() {
+                    let database = crate::test_db::TestDatabase::new();
+                    super::$name(super::Store::open_postgres(&database.url).unwrap());
+                })*
+            }
+        };
     }
 
-    #[test]
-    fn a_new_team_owns_its_directory() {
-        let mut store = db();
-        let team = create_team(store.connection_mut(), "North").unwrap();
+    on_both_backends!(
+        a_new_team_owns_its_directory,
+        sessions_end_when_revoked_or_the_user_is_disabled,
+        setup_token_works_once_and_only_until_an_admin_exists,
+        an_invitation_is_used_once_and_only_by_its_email
+    );
+
+    fn a_new_team_owns_its_directory(mut store: Store) {
+        let team = create_team(store.db_mut(), "North").unwrap();
         let owner = store.document_owner(&directory_document(&team.id)).unwrap();
         assert_eq!(owner.as_deref(), Some(team.id.as_str()));
     }
 
-    #[test]
-    fn sessions_end_when_revoked_or_the_user_is_disabled() {
-        let mut store = db();
-        let connection = store.connection_mut();
+    fn sessions_end_when_revoked_or_the_user_is_disabled(mut store: Store) {
+        let connection = store.db_mut();
         let team = create_team(connection, "North").unwrap();
         let user = create_user(connection, "Dana@Example.com ", "Dana", "x", false).unwrap();
         assert_eq!(user.email, "dana@example.com");
@@ -734,10 +744,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn setup_token_works_once_and_only_until_an_admin_exists() {
-        let mut store = db();
-        let connection = store.connection_mut();
+    fn setup_token_works_once_and_only_until_an_admin_exists(mut store: Store) {
+        let connection = store.db_mut();
         let token = new_setup_token(connection).unwrap().unwrap();
         let admin = || FirstAdmin {
             name: "Ada",
@@ -759,10 +767,8 @@ mod tests {
         assert!(new_setup_token(connection).unwrap().is_none());
     }
 
-    #[test]
-    fn an_invitation_is_used_once_and_only_by_its_email() {
-        let mut store = db();
-        let connection = store.connection_mut();
+    fn an_invitation_is_used_once_and_only_by_its_email(mut store: Store) {
+        let connection = store.db_mut();
         let team = create_team(connection, "North").unwrap();
         let token = create_invitation(connection, &team, Role::Rep, Some("bo@example.com"), DAY_MS)
             .unwrap();

@@ -122,7 +122,7 @@ pub async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Session
     let token = request_token(headers).ok_or_else(ApiError::signed_out)?;
     state
         .hub()
-        .db(move |store| auth::session_by_token(store.connection_mut(), &token))
+        .db(move |store| auth::session_by_token(store.db_mut(), &token))
         .await
         .ok_or_else(ApiError::unavailable)??
         .ok_or_else(ApiError::signed_out)
@@ -220,7 +220,7 @@ async fn authenticate(
     let lookup = email.clone();
     let found = state
         .hub()
-        .db(move |store| auth::user_by_email(store.connection_mut(), &lookup))
+        .db(move |store| auth::user_by_email(store.db_mut(), &lookup))
         .await
         .ok_or_else(ApiError::unavailable)??;
     let password = credentials.password.clone();
@@ -257,13 +257,7 @@ async fn start_session(
     state
         .hub()
         .db(move |store| {
-            auth::create_session(
-                store.connection_mut(),
-                &user,
-                kind,
-                lifetime,
-                label.as_deref(),
-            )
+            auth::create_session(store.db_mut(), &user, kind, lifetime, label.as_deref())
         })
         .await
         .ok_or_else(ApiError::unavailable)?
@@ -272,7 +266,7 @@ async fn start_session(
 
 /// A new browser session for `user`: the token for the cookie, and the session.
 fn browser_session(
-    connection: &rusqlite::Connection,
+    connection: &mut crate::db::Db,
     user: &auth::User,
 ) -> Result<(String, SessionInfo), AuthError> {
     auth::create_session(
@@ -326,7 +320,7 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response
         let hash = session.token_hash;
         let revoked = state
             .hub()
-            .db(move |store| auth::revoke_session(store.connection_mut(), &hash))
+            .db(move |store| auth::revoke_session(store.db_mut(), &hash))
             .await;
         if let Some(Err(error)) = revoked {
             tracing::error!(%error, "cannot revoke a session");
@@ -344,7 +338,7 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response
 async fn setup_needed(State(state): State<AppState>) -> Result<Response, ApiError> {
     let exists = state
         .hub()
-        .db(|store| auth::admin_exists(store.connection_mut()))
+        .db(|store| auth::admin_exists(store.db_mut()))
         .await
         .ok_or_else(ApiError::unavailable)??;
     Ok(Json(serde_json::json!({ "needed": !exists })).into_response())
@@ -376,14 +370,14 @@ async fn setup(
     let token = form.token.clone();
     state
         .hub()
-        .db(move |store| auth::check_setup_token(store.connection_mut(), &token))
+        .db(move |store| auth::check_setup_token(store.db_mut(), &token))
         .await
         .ok_or_else(ApiError::unavailable)??;
     let hash = hash_password(&state, form.password).await?;
     let (token, info) = state
         .hub()
         .db(move |store| {
-            let connection = store.connection_mut();
+            let connection = store.db_mut();
             let (user, _team) = auth::complete_setup(
                 connection,
                 &form.token,
@@ -408,7 +402,7 @@ async fn show_invitation(
 ) -> Result<Response, ApiError> {
     let invitation = state
         .hub()
-        .db(move |store| auth::invitation(store.connection_mut(), &token))
+        .db(move |store| auth::invitation(store.db_mut(), &token))
         .await
         .ok_or_else(ApiError::unavailable)?;
     match invitation {
@@ -445,7 +439,7 @@ async fn accept_invitation(
     let (invitation, existing) = state
         .hub()
         .db(move |store| {
-            let connection = store.connection_mut();
+            let connection = store.db_mut();
             let invitation = auth::invitation(connection, &lookup_token);
             let existing = auth::user_by_email(connection, &lookup_email);
             (invitation, existing)
@@ -494,17 +488,16 @@ async fn accept_invitation(
     let (session_token, info) = state
         .hub()
         .db(move |store| {
-            let tx = store.connection_mut().transaction()?;
-            let user = match joiner {
-                Joiner::Existing(user) => user,
-                Joiner::New { password_hash } => {
-                    auth::create_user(&tx, &email, &name, &password_hash, false)?
-                }
-            };
-            auth::use_invitation(&tx, &token, &user)?;
-            let session = browser_session(&tx, &user)?;
-            tx.commit()?;
-            Ok::<_, AuthError>(session)
+            store.db_mut().transaction(|tx| {
+                let user = match joiner {
+                    Joiner::Existing(user) => user,
+                    Joiner::New { password_hash } => {
+                        auth::create_user(tx, &email, &name, &password_hash, false)?
+                    }
+                };
+                auth::use_invitation(tx, &token, &user)?;
+                browser_session(tx, &user)
+            })
         })
         .await
         .ok_or_else(ApiError::unavailable)??;

@@ -76,6 +76,8 @@ pub struct HubCounters {
     pub storage_failures: u64,
     pub batches_committed: u64,
     pub documents_evicted: u64,
+    /// Documents in memory that took in changes another writer of the store committed.
+    pub documents_merged_from_store: u64,
     /// Frames whose handling panicked; each closed its connection and kept nothing.
     pub panics_caught: u64,
     /// Sync messages [`crate::guard`] refused before automerge saw them.

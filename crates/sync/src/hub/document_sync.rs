@@ -79,6 +79,91 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         Ok(())
     }
 
+    /// Another writer of the same store (another server instance on one database) committed
+    /// changes to `document_id`. If the document is in memory, what the store holds now is
+    /// merged into it and each of its peers is sent what it lacks, asked again first whether
+    /// it may still see the document; a document not in memory is read from the store when it
+    /// is next needed anyway. Part of the current batch: [`Hub::finish_batch`] releases the
+    /// pushes. Returns whether the document was in memory.
+    pub fn stored_elsewhere(&mut self, document_id: DocumentId) -> bool {
+        let Some(loaded) = self.documents.get(&document_id) else {
+            return false;
+        };
+        let before = loaded.doc.get_heads();
+        let chunks = match self.store.load_chunks(&document_id) {
+            Ok(chunks) => chunks,
+            Err(error) => {
+                self.batch
+                    .storage_error
+                    .get_or_insert(StorageFailure::store(error));
+                self.batch.touched_documents.insert(document_id);
+                return true;
+            }
+        };
+        let Some(loaded) = self.documents.get_mut(&document_id) else {
+            return true;
+        };
+        for chunk in &chunks {
+            if let Err(source) = loaded.doc.load_incremental(chunk) {
+                self.batch
+                    .storage_error
+                    .get_or_insert(StorageFailure::DocumentDoesNotLoad {
+                        document: document_id,
+                        source: Box::new(source),
+                    });
+                self.batch.touched_documents.insert(document_id);
+                return true;
+            }
+        }
+        loaded.stored_chunks = chunks.len();
+        if loaded.doc.get_heads() == before {
+            return true;
+        }
+        self.counters.documents_merged_from_store += 1;
+        let peers: Vec<ConnectionId> = loaded.peers.keys().copied().collect();
+        for peer in peers {
+            match self.may_receive(peer, &document_id) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.counters.pushes_denied += 1;
+                    self.close_document_for(peer, &document_id);
+                    continue;
+                }
+                Err(error) => {
+                    self.batch
+                        .storage_error
+                        .get_or_insert(StorageFailure::store(error));
+                    self.batch.touched_documents.insert(document_id);
+                    return true;
+                }
+            }
+            let Some(target) = self.joined_peer_id(peer) else {
+                continue;
+            };
+            let Some(loaded) = self.documents.get_mut(&document_id) else {
+                return true;
+            };
+            let Some(peer_sync) = loaded.peers.get_mut(&peer) else {
+                continue;
+            };
+            if let Some(push) = peer_sync.generate(&mut loaded.doc) {
+                let frame = Message::Sync(DocumentMessage {
+                    sender_id: self.config.server_peer_id.clone(),
+                    target_id: target,
+                    document_id,
+                    data: push.encode(),
+                });
+                self.send(peer, &frame);
+            }
+        }
+        true
+    }
+
+    /// The ids of the documents in memory (to merge after missing another writer's news).
+    pub fn loaded_documents(&self) -> Vec<DocumentId> {
+        self.documents.keys().copied().collect()
+    }
+
     /// The batch cannot be stored; the connection goes with it.
     fn failed(&mut self, connection: ConnectionId, failure: StorageFailure) -> Handled {
         self.storage_failed(connection, failure);

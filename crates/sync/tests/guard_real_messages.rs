@@ -109,10 +109,15 @@ fn compressed_change_chunks_and_saved_documents_pass() {
     let mut doc = big_document(3, 40);
     // A change over 256 bytes comes out compressed from `bytes()`: other implementations send
     // changes that way.
-    let mut changes = doc.document().get_changes(&[]);
-    let compressed: Vec<Vec<u8>> = changes
-        .iter_mut()
-        .map(|change| change.bytes().into_owned())
+    // Owned changes on both lines (0.6 hands out references, and `bytes` needs `&mut`).
+    let compressed: Vec<Vec<u8>> = doc
+        .document()
+        .get_changes(&[])
+        .into_iter()
+        .map(|change| {
+            let mut change = change.clone();
+            change.bytes().into_owned()
+        })
         .collect();
     assert!(
         compressed.iter().any(|bytes| bytes.get(8) == Some(&2)),

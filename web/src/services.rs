@@ -36,6 +36,8 @@ pub struct Services {
     /// What the rep typed into forms and has not saved yet.
     pub drafts: Drafts,
     dispatch: Callback<Action>,
+    /// The account the screen asked for last ([`Services::show_account`]).
+    wanted_account: Rc<std::cell::Cell<Option<DocumentId>>>,
 }
 
 impl PartialEq for Services {
@@ -135,6 +137,7 @@ pub async fn start(
         sync,
         drafts,
         dispatch: dispatch.clone(),
+        wanted_account: Rc::default(),
     };
     dispatch.emit(Action::Booted(Boot::Ready));
     wasm_bindgen_futures::spawn_local(async move {
@@ -204,11 +207,13 @@ impl Services {
     /// changes (colleagues' included, live) reach the screen.
     pub fn show_account(&self, account: Option<&str>) {
         let document = account.and_then(parse_account);
+        // The load below is asynchronous: only the account the screen still wants is shown
+        // when it finishes (going back to the list meanwhile must not leave it shown).
+        self.wanted_account.set(document);
         let previous = self.repo.borrow().shown();
-        if previous == document {
-            return;
-        }
-        if let Some(previous) = previous {
+        if previous != document
+            && let Some(previous) = previous
+        {
             self.sync.keep_open(previous, false);
         }
         let Some(document) = document else {
@@ -216,12 +221,14 @@ impl Services {
             return;
         };
         let (repo, sync, dispatch) = (self.repo.clone(), self.sync.clone(), self.dispatch.clone());
+        let wanted = self.wanted_account.clone();
         wasm_bindgen_futures::spawn_local(async move {
             match repo::load(&repo, &document).await {
-                Ok(_) => {
+                Ok(_) if wanted.get() == Some(document) => {
                     repo.borrow_mut().show(Some(document));
                     sync.keep_open(document, true);
                 }
+                Ok(_) => {}
                 Err(error) => dispatch.emit(Action::Notice(Some(format!(
                     "This account could not be opened from the phone's storage: {error}."
                 )))),

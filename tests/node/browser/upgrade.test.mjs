@@ -12,7 +12,8 @@ import { ANN, BOB, Device, startTeamServer } from "./harness.mjs"
 async function leaveAsTheOldBuildWould(page, source) {
   return page.evaluate(async source => {
     const open = (name, upgrade) => new Promise((resolve, reject) => {
-      const request = indexedDB.open(name, 1)
+      // Today's database is read at whatever version it has; the old build's is version 1.
+      const request = upgrade ? indexedDB.open(name, 1) : indexedDB.open(name)
       request.onupgradeneeded = () => upgrade?.(request.result)
       request.onsuccess = () => resolve(request.result)
       request.onerror = () => reject(request.error)

@@ -242,13 +242,38 @@ impl Repo {
     fn insert_stored(&mut self, document: DocumentId, chunks: Vec<(u32, Vec<u8>)>) {
         let next = chunks.last().map(|(sequence, _)| sequence + 1).unwrap_or(0);
         let bytes = document_bytes(chunks);
+        if document == self.directory_id {
+            // The directory is not an account: it is never counted as an unreadable one.
+            match DirectoryDoc::load(&self.editor, &bytes) {
+                Ok(doc) => self.insert_loaded(document, doc.into_automerge(), next),
+                Err(_) => {
+                    self.unreadable_on_disk.insert(document);
+                    self.insert_loaded(document, self.empty_document(), next);
+                }
+            }
+            return;
+        }
         match AccountDoc::load(self.editor.clone(), &bytes) {
-            Ok(doc) => self.insert_loaded(document, doc.into_automerge(), next),
+            Ok(doc) => {
+                let mut doc = doc.into_automerge();
+                if doc.get_heads().is_empty() {
+                    // Chunks that load but apply nothing (the first is damaged, the rest wait
+                    // for it) are as damaged as chunks that do not load.
+                    self.unreadable
+                        .insert(document, "its stored changes are incomplete".to_string());
+                    self.unreadable_on_disk.insert(document);
+                    self.insert_loaded(document, self.empty_document(), next);
+                    self.emit_entries();
+                } else {
+                    self.insert_loaded(document, doc, next);
+                }
+            }
             Err(error) => {
                 // Kept as it is on disk; a copy from the server replaces it whole.
                 self.unreadable.insert(document, error.to_string());
                 self.unreadable_on_disk.insert(document);
                 self.insert_loaded(document, self.empty_document(), next);
+                self.emit_entries();
             }
         }
     }
@@ -394,6 +419,12 @@ impl Repo {
     /// every change to it is told ([`RepoEvent::AccountChanged`]). Load it first ([`load`]).
     pub fn show(&mut self, document: Option<DocumentId>) {
         if self.shown == document {
+            // Shown again (the screen came back to it): the state may have dropped it meanwhile.
+            if let Some(document) = document
+                && let Some(account) = self.account(&document)
+            {
+                self.emit(RepoEvent::AccountChanged(Rc::new(account)));
+            }
             return;
         }
         if let Some(previous) = self.shown.take() {
@@ -614,9 +645,12 @@ impl Repo {
         }
         match hydrate_account(&loaded.doc) {
             Ok(account) => {
-                self.unreadable.remove(document);
+                // Readable again: the list's "could not be opened" count changes even when the
+                // entry kept from before the damage is the same.
+                let was_unreadable = self.unreadable.remove(document).is_some();
                 let entry = AccountEntry::of(&account);
-                let changed = self.entries.get(document).map(Rc::as_ref) != Some(&entry);
+                let changed =
+                    was_unreadable || self.entries.get(document).map(Rc::as_ref) != Some(&entry);
                 if changed {
                     self.entries.insert(*document, Rc::new(entry));
                 }

@@ -725,24 +725,7 @@ mod tests {
         DocumentId::from_bytes([n; 16])
     }
 
-    /// Runs each behaviour test on SQLite (in memory) and on a fresh PostgreSQL database.
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {
-            mod on_sqlite {
-                $(#[test]
-                fn $name() {
-                    super::$name(super::Store::open_in_memory().unwrap());
-                })*
-            }
-            mod on_postgres {
-                $(#[test]
-                fn $name() {
-                    let database = crate::test_db::TestDatabase::new();
-                    super::$name(super::Store::open_postgres(&database.url).unwrap());
-                })*
-            }
-        };
-    }
+    use crate::test_db::on_both_backends;
 
     on_both_backends!(
         chunks_append_in_order_and_compact_into_one_snapshot,

@@ -71,3 +71,27 @@ fn drop_database(name: &str) {
         }
     }
 }
+
+/// Runs each named test function (taking a `Store`) on SQLite in memory and on a fresh
+/// PostgreSQL database, as `on_sqlite::name` and `on_postgres::name`: one implementation of
+/// the rules, checked on both backends. `Store` must be in scope where it is used.
+#[cfg(test)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Store::open_in_memory().unwrap());
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                let database = crate::test_db::TestDatabase::new();
+                super::$name(super::Store::open_postgres(&database.url).unwrap());
+            })*
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use on_both_backends;

@@ -681,25 +681,7 @@ mod tests {
     use super::*;
     use crate::storage::Store;
 
-    /// Runs each test on SQLite (in memory) and on a fresh PostgreSQL database: one
-    /// implementation of the rules, checked on both backends.
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {
-            mod on_sqlite {
-                $(#[test]
-                fn $name() {
-                    super::$name(super::Store::open_in_memory().unwrap());
-                })*
-            }
-            mod on_postgres {
-                $(#[test]
-                fn $name() {
-                    let database = crate::test_db::TestDatabase::new();
-                    super::$name(super::Store::open_postgres(&database.url).unwrap());
-                })*
-            }
-        };
-    }
+    use crate::test_db::on_both_backends;
 
     on_both_backends!(
         a_new_team_owns_its_directory,

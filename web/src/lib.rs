@@ -11,6 +11,7 @@ pub mod api;
 pub mod components;
 pub mod drafts;
 pub mod idb;
+pub mod lifecycle;
 pub mod platform;
 pub mod repo;
 pub mod services;

@@ -1,4 +1,5 @@
-//! The few browser facts the app needs: time, randomness, connectivity and storage quota.
+//! The few browser facts the app needs: time, randomness, connectivity, storage quota and the
+//! service worker's update.
 //! Everything else in the app takes these as values, so its logic stays testable natively.
 
 use wasm_bindgen_futures::JsFuture;
@@ -9,11 +10,19 @@ pub fn now_millis() -> i64 {
 }
 
 /// `N` cryptographically random bytes (`crypto.getRandomValues`).
+///
+/// Without them the app must not go on: ids made of anything else could be the same on two
+/// devices (zeros on every one), and merges would then mix different accounts and notes. So a
+/// failure stops the app, and the page shows its plain-words notice ("Fieldnotes stopped…",
+/// `boot.js`); nothing unsaved is at risk, as every typed letter is already in the drafts.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
-    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
-    }
+    let crypto = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .expect("this browser offers no crypto.getRandomValues");
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .expect("crypto.getRandomValues failed");
     bytes
 }
 
@@ -89,4 +98,14 @@ pub fn set_hash(hash: &str) {
 /// Whether the page is visible (the rep is looking at it).
 pub fn page_visible() -> bool {
     gloo_utils::document().visibility_state() == web_sys::VisibilityState::Visible
+}
+/// Tells the waiting service worker to take over; the page reloads when it has.
+pub fn activate_update() {
+    let window = gloo_utils::window();
+    let _ = js_sys::Reflect::set(&window, &"fieldnotesUpdateAccepted".into(), &true.into());
+    if let Ok(function) = js_sys::Reflect::get(&window, &"fieldnotesActivateUpdate".into())
+        && let Some(function) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&function)
+    {
+        let _ = function.call0(&window);
+    }
 }

@@ -272,6 +272,13 @@ impl Services {
         crate::platform::set_hash(&route.to_hash());
     }
 
+    /// Stops at once, before sign-out deletes the database: nothing more is synced or written.
+    pub fn halt(&self) {
+        self.sync.stop();
+        self.drafts.stop();
+        self.repo.borrow().idb().close();
+    }
+
     /// Stops syncing, lets every change reach the disk (up to a few seconds) and closes the
     /// database, before a team switch or a sign-out.
     pub async fn stop(&self) {

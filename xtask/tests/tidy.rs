@@ -154,6 +154,96 @@ fn the_shared_crates_do_no_io_and_hold_no_clock_or_randomness_of_their_own() {
     );
 }
 
+/// The modules a `use crate::{…}` group names at its top level (`a::{b, c}` gives `a`).
+fn grouped_crate_modules(code: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::{") {
+        let group = &rest[at + "crate::{".len()..];
+        let (mut depth, mut end) = (0usize, group.len());
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    end = i;
+                    break;
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+        let (mut depth, mut item) = (0usize, String::new());
+        for c in group[..end].chars().chain([',']) {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    let module = item.split("::").next().unwrap_or("").trim().to_owned();
+                    if !module.is_empty() {
+                        names.push(module);
+                    }
+                    item.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            if depth == 0 {
+                item.push(c);
+            }
+        }
+        rest = &group[end..];
+    }
+    names
+}
+
+#[test]
+fn components_do_no_io() {
+    // The web app's components render state and call services (`services`, `lifecycle`,
+    // `drafts`); storage, the session store, the HTTP API, the document repo and the sync
+    // engine are reached only through those.
+    const IO_MODULES: [&str; 5] = ["idb", "session", "api", "repo", "sync"];
+    const IO_WORDS: [&str; 6] = [
+        ".repo.",
+        ".repo.borrow",
+        "indexed_db",
+        "IdbFactory",
+        "gloo_net",
+        "fetch_with",
+    ];
+    let mut found = Vec::new();
+    for file in rust_files(&root().join("web/src/components")) {
+        let code = code_outside_tests(&file);
+        for module in IO_MODULES {
+            if code.contains(&format!("crate::{module}::"))
+                || code.contains(&format!("crate::{module};"))
+            {
+                found.push(format!("{} uses crate::{module}", relative(&file)));
+            }
+        }
+        for module in grouped_crate_modules(&code) {
+            if IO_MODULES.contains(&module.as_str()) {
+                found.push(format!("{} uses crate::{module}", relative(&file)));
+            }
+        }
+        for word in IO_WORDS {
+            if code.contains(word) {
+                found.push(format!("{} uses {word}", relative(&file)));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "components doing IO (move it into a service: web/src/services.rs or lifecycle.rs):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_grouped_use_reader_sees_every_top_level_module() {
+    let code = "use crate::{api, drafts::{self, form::Draft}, idb};";
+    assert_eq!(grouped_crate_modules(code), ["api", "drafts", "idb"]);
+}
+
 #[test]
 fn only_the_server_knows_http_and_sql_and_only_the_web_app_the_browser() {
     let mut found = Vec::new();

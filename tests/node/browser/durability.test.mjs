@@ -184,3 +184,37 @@ test("an internal error stops the app in plain words, and a reload brings back w
   await page.getByTestId("account-list").getByText("Larch Logistics").waitFor()
   assert.equal(await page.locator("#stopped").count(), 0)
 })
+
+test("without working randomness the app stops in plain words rather than making ids that could collide", async () => {
+  const { server } = await startTeamServer()
+  const phone = new Device("no-randomness")
+  after(async () => { await phone.close().catch(() => {}); await server.stop(); phone.cleanup() })
+  const page = await phone.open(server.url)
+  await phone.signIn(ANN)
+  await phone.createAccount({ name: "Rowan Roofing" })
+  await phone.waitForSaved()
+
+  // The browser's crypto fails just as a new account needs an id: the app must not go on with
+  // made-up bytes (every such phone would give its accounts the same id).
+  await phone.goToList()
+  await page.getByRole("button", { name: "New account" }).click()
+  await page.getByLabel("Client name").fill("Spruce Supplies")
+  await page.evaluate(() => {
+    crypto.getRandomValues = () => { throw new DOMException("refused", "QuotaExceededError") }
+  })
+  await page.getByRole("button", { name: "Create account" }).click()
+  const notice = page.getByRole("alert").filter({ hasText: "Fieldnotes stopped because of an error in the app" })
+  await notice.waitFor()
+  assert.equal(await page.getByTestId("account-name").filter({ hasText: "Spruce Supplies" }).count(), 0,
+    "no account was created without a random id")
+
+  // A reload brings working crypto back: what was saved is there, what was typed is a draft.
+  await notice.getByRole("button", { name: "Reload" }).click()
+  await phone.goToList()
+  await page.getByTestId("account-list").getByText("Rowan Roofing").waitFor()
+  assert.equal(await page.getByTestId("account-list").getByText("Spruce Supplies").count(), 0)
+  await page.getByRole("button", { name: "New account" }).click()
+  assert.equal(await page.getByLabel("Client name").inputValue(), "Spruce Supplies", "the typed name is kept as a draft")
+  await page.getByRole("button", { name: "Create account" }).click()
+  await page.getByTestId("account-name").filter({ hasText: "Spruce Supplies" }).waitFor()
+})

@@ -1,17 +1,12 @@
-//! The root: who is signed in on this device, booting storage and services for them, following
-//! the location hash, and laying out the status bar above the current screen.
-//!
-//! Sign-in flows through here: the sign-in, setup and invitation screens hand over a
-//! `SessionInfo`; the app remembers it on the device (`session`), opens that user's database for
-//! the active team and starts syncing. A team switch stops the services and opens the other
-//! team's database; sign-out also revokes the session and deletes the user's databases.
+//! The root: lays out the status bar above the current screen, follows the location hash and
+//! the browser's page events, and renders what the lifecycle ([`Lifecycle`]) holds: nobody
+//! signed in, the notes opening, or the screens of the team shown.
 
 use std::rc::Rc;
 
 use gloo_events::EventListener;
 use yew::prelude::*;
 
-use crate::api::{self, ApiError, SessionInfo};
 use crate::components::{
     account::AccountScreen,
     accounts::AccountsScreen,
@@ -23,10 +18,9 @@ use crate::components::{
     status::StatusBar,
     team::TeamScreen,
 };
-use crate::idb::{self, Idb};
-use crate::platform::{hash, online, set_hash};
-use crate::services::{self, Services};
-use crate::session::{self, DeviceSession};
+use crate::lifecycle::{DeviceSession, Lifecycle, SessionInfo};
+use crate::platform::{activate_update, hash, page_visible};
+use crate::services::Services;
 use crate::state::{Action, AppState, Boot, Route, SyncPhase};
 
 /// What every screen gets from context.
@@ -34,6 +28,8 @@ use crate::state::{Action, AppState, Boot, Route, SyncPhase};
 pub struct AppContext {
     pub state: UseReducerHandle<AppState>,
     pub services: Services,
+    /// Sign-in, the team switch, sign-out and what it would delete.
+    pub lifecycle: Lifecycle,
     /// Who is signed in here and the team shown.
     pub session: Rc<DeviceSession>,
     pub sign_out: Callback<()>,
@@ -46,37 +42,27 @@ pub struct AppContext {
 #[function_component(App)]
 pub fn app() -> Html {
     let state = use_reducer(AppState::default);
-    let services = use_state(|| None::<Services>);
-    let device = use_state(|| None::<Rc<DeviceSession>>);
     let sign_in_dismissed = use_state(|| false);
     let dispatch = {
         let dispatcher = state.dispatcher();
         Callback::from(move |action: Action| dispatcher.dispatch(action))
     };
+    let lifecycle = {
+        let (dispatch, rerender) = (dispatch.clone(), use_force_update());
+        (*use_state(move || {
+            Lifecycle::new(dispatch, Callback::from(move |_| rerender.force_update()))
+        }))
+        .clone()
+    };
+    let services = lifecycle.services();
+    let device = lifecycle.device();
 
     // Boot: start at once (no network needed) if someone is signed in on this device.
     {
-        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
+        let (dispatch, lifecycle) = (dispatch.clone(), lifecycle.clone());
         use_effect_with((), move |_| {
             dispatch.emit(Action::Navigate(Route::from_hash(&hash())));
-            wasm_bindgen_futures::spawn_local(async move {
-                match session::load().await {
-                    Ok(Some(stored)) => {
-                        let stored = Rc::new(stored);
-                        device.set(Some(stored.clone()));
-                        open(stored.clone(), dispatch.clone(), services).await;
-                        refresh(stored, device).await;
-                    }
-                    Ok(None) => {
-                        dispatch.emit(Action::Booted(Boot::NeedsSignIn));
-                        // A sign-out made offline could not revoke the session: do it now.
-                        if session::revoke_pending().await && api::sign_out().await.is_ok() {
-                            session::revoked().await;
-                        }
-                    }
-                    Err(error) => dispatch.emit(Action::Booted(Boot::Failed(error.to_string()))),
-                }
-            });
+            lifecycle.boot();
             || ()
         });
     }
@@ -84,8 +70,7 @@ pub fn app() -> Html {
     // Browser events: navigation, a waiting update, leaving the page, connectivity.
     {
         let dispatch = dispatch.clone();
-        let current = (*services).clone();
-        use_effect_with(current, move |current| {
+        use_effect_with(services.clone(), move |current| {
             let window = gloo_utils::window();
             let mut listeners = Vec::new();
             {
@@ -118,7 +103,7 @@ pub fn app() -> Html {
                         "visibilitychange",
                         move |_| {
                             services.flush();
-                            if crate::platform::page_visible() {
+                            if page_visible() {
                                 services.sync.sync_now();
                             }
                         },
@@ -137,9 +122,8 @@ pub fn app() -> Html {
 
     // The account the route shows is loaded and kept in memory while shown.
     {
-        let current = (*services).clone();
         let account = state.route.account_id().map(str::to_owned);
-        use_effect_with((current, account), move |(current, account)| {
+        use_effect_with((services.clone(), account), move |(current, account)| {
             if let Some(services) = current {
                 services.show_account(account.as_deref());
             }
@@ -147,119 +131,22 @@ pub fn app() -> Html {
         });
     }
 
-    // A sign-in, a first-run setup or an accepted invitation: remember the session and open
-    // the team's notes (resuming sync if they are already open).
+    // A sign-in, a first-run setup or an accepted invitation.
     let on_joined = {
-        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
-        let sign_in_dismissed = sign_in_dismissed.clone();
-        let running = (*services).clone();
-        let previous = (*device).clone();
+        let (lifecycle, sign_in_dismissed) = (lifecycle.clone(), sign_in_dismissed.clone());
         Callback::from(move |(info, preferred): Joined| {
-            let previous_team = previous.as_ref().map(|d| d.team_id.as_str());
-            let Some(next) = DeviceSession::new(info, preferred.as_deref(), previous_team) else {
-                return;
-            };
-            let next = Rc::new(next);
-            let same_database = previous
-                .as_ref()
-                .is_some_and(|p| p.database_name() == next.database_name());
-            let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
-            let (sign_in_dismissed, running) = (sign_in_dismissed.clone(), running.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                if let Err(error) = session::save(&next).await {
-                    dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
-                    return;
-                }
-                sign_in_dismissed.set(false);
-                if matches!(
-                    Route::from_hash(&hash()),
-                    Route::Setup(_) | Route::Invite(_)
-                ) {
-                    set_hash(&Route::Accounts.to_hash());
-                }
-                device.set(Some(next.clone()));
-                match running {
-                    Some(running) if same_database => running.sync.resume(),
-                    running => {
-                        if let Some(running) = running {
-                            running.stop().await;
-                        }
-                        open(next, dispatch, services).await;
-                    }
-                }
-            });
+            sign_in_dismissed.set(false);
+            lifecycle.joined(info, preferred);
         })
     };
     let on_signed_in = on_joined.reform(|info: SessionInfo| (info, None));
-
     let switch_team = {
-        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
-        let running = (*services).clone();
-        let current = (*device).clone();
-        Callback::from(move |team_id: String| {
-            let (Some(running), Some(current)) = (running.clone(), current.clone()) else {
-                return;
-            };
-            if team_id == current.team_id || current.info.team(&team_id).is_none() {
-                return;
-            }
-            let next = Rc::new(DeviceSession {
-                info: current.info.clone(),
-                team_id,
-            });
-            let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                if let Err(error) = session::save(&next).await {
-                    dispatch.emit(Action::Notice(Some(error.to_string())));
-                    return;
-                }
-                device.set(Some(next.clone()));
-                running.stop().await;
-                open(next, dispatch, services).await;
-            });
-        })
+        let lifecycle = lifecycle.clone();
+        Callback::from(move |team_id: String| lifecycle.switch_team(team_id))
     };
-
     let sign_out = {
-        let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
-        let running = (*services).clone();
-        let current = (*device).clone();
-        Callback::from(move |_| {
-            let Some(current) = current.clone() else {
-                return;
-            };
-            let (dispatch, services, device) = (dispatch.clone(), services.clone(), device.clone());
-            let running = running.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                dispatch.emit(Action::Booted(Boot::SigningOut));
-                if let Some(running) = &running {
-                    running.sync.stop();
-                    running.drafts.stop();
-                    running.repo.borrow().idb().close();
-                }
-                services.set(None);
-                // Offline, the session stays valid on the server until it can be revoked.
-                let revoke_pending = api::sign_out().await == Err(ApiError::Unreachable);
-                match delete_user_data(&current, &dispatch).await {
-                    Ok(()) => {
-                        if let Err(error) = session::clear(revoke_pending).await {
-                            dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
-                            return;
-                        }
-                        device.set(None);
-                        set_hash(&Route::Accounts.to_hash());
-                        dispatch.emit(Action::SignedOut);
-                    }
-                    Err(error) => {
-                        dispatch.emit(Action::Notice(Some(format!(
-                            "Fieldnotes could not delete this phone's copy of your notes \
-                             ({error}). Close other Fieldnotes tabs, then sign out again."
-                        ))));
-                        open(current, dispatch, services).await;
-                    }
-                }
-            });
-        })
+        let lifecycle = lifecycle.clone();
+        Callback::from(move |_| lifecycle.sign_out())
     };
 
     let show_sign_in = {
@@ -268,7 +155,7 @@ pub fn app() -> Html {
     };
 
     // The invitation and setup links work whoever is (or is not) signed in here.
-    let signed_in_as = (*device).as_ref().map(|d| SignedInAs {
+    let signed_in_as = device.as_ref().map(|d| SignedInAs {
         email: d.info.email.clone(),
         name: d.info.name.clone(),
     });
@@ -284,7 +171,7 @@ pub fn app() -> Html {
         _ => {}
     }
 
-    match (&state.boot, (*services).clone(), (*device).clone()) {
+    match (&state.boot, services, device) {
         (Boot::Failed(reason), _, _) => html! {
             <main class="screen boot-failed">
                 <h1>{ "Fieldnotes can't open its storage" }</h1>
@@ -317,6 +204,7 @@ pub fn app() -> Html {
             let context = AppContext {
                 state: state.clone(),
                 services,
+                lifecycle: lifecycle.clone(),
                 session,
                 sign_out,
                 switch_team,
@@ -370,88 +258,6 @@ pub fn app() -> Html {
         _ => {
             html! { <main class="screen loading" aria-busy="true">{ "Opening your notes…" }</main> }
         }
-    }
-}
-
-/// Opens the signed-in user's database for the active team and starts saving and syncing.
-async fn open(
-    device: Rc<DeviceSession>,
-    dispatch: Callback<Action>,
-    services: UseStateHandle<Option<Services>>,
-) {
-    services.set(None);
-    dispatch.emit(Action::Booted(Boot::Loading));
-    let idb = match Idb::open(&device.database_name()).await {
-        Ok(opened) => opened,
-        Err(error) => {
-            dispatch.emit(Action::Booted(Boot::Failed(error.to_string())));
-            return;
-        }
-    };
-    match services::start(idb, device.identity(), dispatch.clone()).await {
-        Ok(started) => services.set(Some(started)),
-        Err(error) => dispatch.emit(Action::Booted(Boot::Failed(error.to_string()))),
-    }
-}
-
-/// Online at start: learn of teams joined or a name changed since the last sign-in. A 401 is
-/// left to the sync engine, which says "signed out" when it cannot connect.
-async fn refresh(stored: Rc<DeviceSession>, device: UseStateHandle<Option<Rc<DeviceSession>>>) {
-    if !online() {
-        return;
-    }
-    if let Ok(info) = api::current_session().await
-        && info.user_id == stored.info.user_id
-        && info != stored.info
-    {
-        let next = DeviceSession {
-            info,
-            team_id: stored.team_id.clone(),
-        };
-        if session::save(&next).await.is_ok() {
-            device.set(Some(Rc::new(next)));
-        }
-    }
-}
-
-/// Deletes every database of the signed-out user (all their teams) from this device.
-async fn delete_user_data(
-    session: &DeviceSession,
-    dispatch: &Callback<Action>,
-) -> Result<(), crate::idb::StorageError> {
-    let user = &session.info.user_id;
-    let prefix = session::database_prefix(user);
-    let mut names: Vec<String> = idb::database_names()
-        .await
-        .into_iter()
-        .filter(|name| name.starts_with(&prefix))
-        .collect();
-    for team in &session.info.teams {
-        let name = session::database_name(user, &team.id);
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    for name in names {
-        let dispatch = dispatch.clone();
-        idb::delete_database(&name, move || {
-            dispatch.emit(Action::Notice(Some(
-                "Close other Fieldnotes tabs to finish signing out.".into(),
-            )))
-        })
-        .await?;
-    }
-    Ok(())
-}
-
-/// Tells the waiting service worker to take over; the page reloads when it has.
-fn activate_update() {
-    let window = gloo_utils::window();
-    let _ = js_sys::Reflect::set(&window, &"fieldnotesUpdateAccepted".into(), &true.into());
-    if let Ok(function) = js_sys::Reflect::get(&window, &"fieldnotesActivateUpdate".into())
-        && let Some(function) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&function)
-    {
-        let _ = function.call0(&window);
     }
 }
 

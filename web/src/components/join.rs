@@ -4,8 +4,8 @@
 
 use yew::prelude::*;
 
-use crate::api::{self, ApiError, Invitation, SessionInfo};
-use crate::components::sign_in::{Credentials, CredentialsForm, Submit, usable};
+use crate::components::sign_in::{Credentials, CredentialsForm, Submit};
+use crate::lifecycle::{self, ApiError, Invitation, SessionInfo};
 
 /// A session and the team to open (the one just created or joined).
 pub type Joined = (SessionInfo, Option<String>);
@@ -16,15 +16,14 @@ pub fn setup_screen(token: &str, on_joined: &Callback<Joined>) -> Html {
     let submit = Submit::new(move |typed: Credentials| {
         let token = token.clone();
         async move {
-            let answer = api::setup(
+            lifecycle::set_up(
                 &token,
                 &typed.name,
                 &typed.email,
                 &typed.password,
                 &typed.team,
             )
-            .await;
-            usable(answer)
+            .await
         }
     });
     let on_joined = on_joined.reform(|info: SessionInfo| {
@@ -75,7 +74,7 @@ pub fn invite_screen(props: &InviteProps) -> Html {
             let token = token.to_string();
             lookup.set(Lookup::Checking);
             wasm_bindgen_futures::spawn_local(async move {
-                lookup.set(match api::invitation(&token).await {
+                lookup.set(match lifecycle::look_up_invitation(&token).await {
                     Ok(invitation) => Lookup::Found(invitation),
                     Err(error) => Lookup::Failed(error),
                 });
@@ -88,10 +87,8 @@ pub fn invite_screen(props: &InviteProps) -> Html {
         Submit::new(move |typed: Credentials| {
             let token = token.clone();
             async move {
-                let answer =
-                    api::accept_invitation(&token, &typed.name, &typed.email, &typed.password)
-                        .await;
-                usable(answer)
+                lifecycle::accept_invitation(&token, &typed.name, &typed.email, &typed.password)
+                    .await
             }
         })
     });

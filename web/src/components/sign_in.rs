@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use yew::prelude::*;
 
-use crate::api::{self, SessionInfo};
 use crate::components::fields::TextField;
+use crate::lifecycle::{self, SessionInfo};
 
 /// At least this many characters (docs/auth.md); checked here too so the rep hears it at once.
 const MIN_PASSWORD_CHARS: usize = 10;
@@ -175,41 +175,12 @@ pub fn credentials_form(props: &CredentialsFormProps) -> Html {
     }
 }
 
-/// A session the app can use, or why not, in plain words. A session it cannot use is revoked
-/// at once so the browser does not keep a cookie nobody asked for.
-pub fn usable(answer: Result<SessionInfo, api::ApiError>) -> Result<SessionInfo, String> {
-    let info = answer.map_err(|e| e.to_string())?;
-    if info.teams.is_empty() {
-        wasm_bindgen_futures::spawn_local(async {
-            let _ = api::sign_out().await;
-        });
-        return Err(
-            "Your account is not in any team yet. Ask your administrator to add you \
-                    to your team, then sign in again."
-                .into(),
-        );
-    }
-    Ok(info)
-}
-
 /// Signs in with email and password; with `expected_user`, only as that user (signing in again:
 /// the device holds their notes, and must not sync them as someone else).
 pub fn sign_in(expected_user: Option<String>) -> Submit {
     Submit::new(move |typed: Credentials| {
         let expected_user = expected_user.clone();
-        async move {
-            let info = usable(api::sign_in(&typed.email, &typed.password).await)?;
-            if expected_user.is_some_and(|expected| expected != info.user_id) {
-                let _ = api::sign_out().await;
-                return Err(
-                    "That is another person's account. This phone holds the notes of \
-                            the account shown above: sign in with it, or sign out in the team \
-                            view to switch."
-                        .into(),
-                );
-            }
-            Ok(info)
-        }
+        async move { lifecycle::sign_in(&typed.email, &typed.password, expected_user.as_deref()).await }
     })
 }
 

@@ -11,7 +11,6 @@ use crate::components::app::{AppContext, use_app};
 use crate::components::fields::date;
 use crate::platform::now_millis;
 use crate::state::Route;
-use crate::{drafts, idb, session, sync};
 
 #[function_component(TeamScreen)]
 pub fn team_screen() -> Html {
@@ -68,21 +67,6 @@ pub fn team_screen() -> Html {
     }
 }
 
-/// Drafts and unacknowledged changes in the user's databases of the teams not open now. A
-/// database that cannot be read counts as one change, so sign-out still warns rather than
-/// deleting it silently.
-async fn kept_in_other_teams(user_id: &str, open_database: &str) -> (usize, usize) {
-    let prefix = session::database_prefix(user_id);
-    let (mut drafts, mut pending) = (0, 0);
-    for name in idb::database_names().await {
-        if name.starts_with(&prefix) && name != open_database {
-            drafts += drafts::stored_count(&name).await.unwrap_or(0);
-            pending += sync::stored_pending_changes(&name).await.unwrap_or(1);
-        }
-    }
-    (drafts, pending)
-}
-
 /// The sign-out warning: what signing out would delete from this phone, and how to keep it.
 fn sign_out_warning(drafts: usize, changes: usize) -> String {
     let plural =
@@ -120,24 +104,17 @@ fn sign_out_warning(drafts: usize, changes: usize) -> String {
 fn signed_in_card(app: &AppContext, confirming: &UseStateHandle<Option<(usize, usize)>>) -> Html {
     let session = app.session.clone();
     let sign_out = {
-        let (confirming, services, sign_out) = (
+        let (confirming, lifecycle, sign_out) = (
             confirming.clone(),
-            app.services.clone(),
+            app.lifecycle.clone(),
             app.sign_out.clone(),
         );
-        let (user_id, open_database) = (session.info.user_id.clone(), session.database_name());
         Callback::from(move |_| {
-            let (confirming, services, sign_out) =
-                (confirming.clone(), services.clone(), sign_out.clone());
-            let (user_id, open_database) = (user_id.clone(), open_database.clone());
+            let (confirming, lifecycle, sign_out) =
+                (confirming.clone(), lifecycle.clone(), sign_out.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 // Sign-out deletes every team's data on this phone, not just the open one's.
-                let (other_drafts, other_pending) =
-                    kept_in_other_teams(&user_id, &open_database).await;
-                let kept = (
-                    services.drafts.count() + other_drafts,
-                    services.sync.pending_changes() + other_pending,
-                );
+                let kept = lifecycle.kept_on_this_phone().await;
                 if kept == (0, 0) || *confirming == Some(kept) {
                     sign_out.emit(());
                 } else {

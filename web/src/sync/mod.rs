@@ -396,7 +396,7 @@ impl Inner {
                     }
                 }));
             }
-            Step::CheckSession => self.check_session(),
+            Step::CheckSession { check } => self.check_session(check),
             Step::Wait => {}
         }
     }
@@ -489,7 +489,7 @@ impl Inner {
     }
 
     /// Asks the server whether this browser is still signed in, and acts on the answer.
-    fn check_session(&mut self) {
+    fn check_session(&mut self, check: u32) {
         self.retry = None;
         let weak = self.self_ref.clone();
         let team = self.team.clone();
@@ -503,7 +503,7 @@ impl Inner {
             };
             let Some(inner) = weak.upgrade() else { return };
             let mut this = inner.borrow_mut();
-            let step = this.policy.session_answer(answer, jitter());
+            let step = this.policy.session_answer(check, answer, jitter());
             this.perform(step);
             this.report();
         });

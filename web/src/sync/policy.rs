@@ -49,8 +49,9 @@ pub enum Step {
     Connect,
     /// Close the socket (if any) and try again after this long.
     RetryIn { millis: u32 },
-    /// Ask the server about the session.
-    CheckSession,
+    /// Ask the server about the session; the answer goes back with this number, so an answer
+    /// the policy no longer waits for (the rep signed in again meanwhile) changes nothing.
+    CheckSession { check: u32 },
     /// Nothing: wait for the next event.
     Wait,
 }
@@ -62,6 +63,8 @@ pub struct Reconnect {
     last_failure: Option<String>,
     retry_scheduled: bool,
     checking_session: bool,
+    /// The number of the last session check asked for.
+    check: u32,
 }
 
 impl Default for Reconnect {
@@ -72,6 +75,7 @@ impl Default for Reconnect {
             last_failure: None,
             retry_scheduled: false,
             checking_session: false,
+            check: 0,
         }
     }
 }
@@ -107,10 +111,7 @@ impl Reconnect {
     pub fn nudged(&mut self, online: bool, connected: bool) -> Step {
         match self.halt {
             Some(Halt::Stopped) => Step::Wait,
-            Some(_) if online && !self.checking_session => {
-                self.checking_session = true;
-                Step::CheckSession
-            }
+            Some(_) if online && !self.checking_session => self.check_session(),
             Some(_) => Step::Wait,
             None if self.may_connect(online, connected) => {
                 self.retry_seconds = FIRST_RETRY_SECONDS;
@@ -143,8 +144,7 @@ impl Reconnect {
             return Step::Wait;
         }
         if code == SIGNED_OUT_CLOSE_CODE || !opened {
-            self.checking_session = true;
-            return Step::CheckSession;
+            return self.check_session();
         }
         self.failed("the server cannot be reached".into(), jitter)
     }
@@ -167,8 +167,18 @@ impl Reconnect {
         self.last_failure = Some(reason);
     }
 
-    /// The server's answer about the session.
-    pub fn session_answer(&mut self, answer: SessionAnswer, jitter: u8) -> Step {
+    fn check_session(&mut self) -> Step {
+        self.checking_session = true;
+        self.check = self.check.wrapping_add(1);
+        Step::CheckSession { check: self.check }
+    }
+
+    /// The server's answer to session check `check`.
+    pub fn session_answer(&mut self, check: u32, answer: SessionAnswer, jitter: u8) -> Step {
+        if !self.checking_session || check != self.check {
+            // Asked before the rep signed in again (or before a newer check): out of date.
+            return Step::Wait;
+        }
         self.checking_session = false;
         if self.halt == Some(Halt::Stopped) {
             return Step::Wait;
@@ -206,6 +216,8 @@ impl Reconnect {
         }
         self.halt = None;
         self.retry_seconds = FIRST_RETRY_SECONDS;
+        // A check still under way was asked about the old session: its answer is out of date.
+        self.checking_session = false;
         Step::Connect
     }
 
@@ -246,30 +258,78 @@ mod tests {
     fn a_socket_that_closes_unopened_or_signed_out_asks_about_the_session() {
         let mut policy = Reconnect::default();
         assert_eq!(policy.nudged(true, false), Step::Connect);
-        assert_eq!(policy.closed(1006, false, true, 0), Step::CheckSession);
+        assert!(matches!(
+            policy.closed(1006, false, true, 0),
+            Step::CheckSession { .. }
+        ));
         assert_eq!(
             policy.nudged(true, false),
             Step::Wait,
             "one question at a time"
         );
         assert_eq!(
-            policy.session_answer(SessionAnswer::SignedOut, 0),
+            policy.session_answer(policy.check, SessionAnswer::SignedOut, 0),
             Step::Wait
         );
         assert_eq!(policy.halt(), Some(Halt::SignedOut));
         // Halted: a nudge asks the server again rather than connecting.
-        assert_eq!(policy.nudged(true, false), Step::CheckSession);
-        assert_eq!(policy.session_answer(SessionAnswer::Fine, 0), Step::Connect);
-        assert_eq!(policy.halt(), None);
+        assert!(matches!(
+            policy.nudged(true, false),
+            Step::CheckSession { .. }
+        ));
         assert_eq!(
-            policy.closed(SIGNED_OUT_CLOSE_CODE, true, true, 0),
-            Step::CheckSession
+            policy.session_answer(policy.check, SessionAnswer::Fine, 0),
+            Step::Connect
         );
+        assert_eq!(policy.halt(), None);
+        assert!(matches!(
+            policy.closed(SIGNED_OUT_CLOSE_CODE, true, true, 0),
+            Step::CheckSession { .. }
+        ));
         assert_eq!(
-            policy.session_answer(SessionAnswer::NotInTeam, 0),
+            policy.session_answer(policy.check, SessionAnswer::NotInTeam, 0),
             Step::Wait
         );
         assert_eq!(policy.resumed(), Step::Connect, "signing in again resumes");
+    }
+
+    /// Found by the seeded scenarios: a session check asked while signed out, answered after
+    /// the rep signed in again, closed the fresh socket ("the server refused the connection").
+    #[test]
+    fn a_session_answer_from_before_signing_in_again_changes_nothing() {
+        let mut policy = Reconnect::default();
+        let Step::CheckSession { check: first } =
+            policy.closed(SIGNED_OUT_CLOSE_CODE, true, true, 0)
+        else {
+            panic!("a signed-out close asks about the session")
+        };
+        assert_eq!(
+            policy.session_answer(first, SessionAnswer::SignedOut, 0),
+            Step::Wait
+        );
+        let Step::CheckSession { check: stale } = policy.nudged(true, false) else {
+            panic!("halted, a nudge asks again")
+        };
+        assert_eq!(policy.resumed(), Step::Connect);
+        policy.joined();
+        assert_eq!(
+            policy.session_answer(stale, SessionAnswer::Fine, 0),
+            Step::Wait
+        );
+        assert_eq!(policy.last_failure(), None);
+        // The same after a newer check: only the newest answer counts.
+        let Step::CheckSession { check: older } = policy.closed(1006, false, true, 0) else {
+            panic!("an unopened close asks about the session")
+        };
+        assert_eq!(
+            policy.session_answer(older + 1, SessionAnswer::SignedOut, 0),
+            Step::Wait
+        );
+        assert_eq!(policy.halt(), None);
+        assert!(matches!(
+            policy.session_answer(older, SessionAnswer::Unreachable, 0),
+            Step::RetryIn { .. }
+        ));
     }
 
     #[test]
@@ -282,25 +342,294 @@ mod tests {
         policy.stopped();
         assert_eq!(policy.nudged(true, false), Step::Wait);
         assert_eq!(policy.resumed(), Step::Wait);
-        assert_eq!(policy.session_answer(SessionAnswer::Fine, 0), Step::Wait);
+        assert_eq!(
+            policy.session_answer(policy.check, SessionAnswer::Fine, 0),
+            Step::Wait
+        );
         assert_eq!(policy.retry_due(true, false), Step::Wait);
     }
 
     #[test]
     fn an_unreachable_server_while_checking_backs_off_in_plain_words() {
         let mut policy = Reconnect::default();
-        assert_eq!(policy.closed(1006, false, true, 0), Step::CheckSession);
         assert!(matches!(
-            policy.session_answer(SessionAnswer::Unreachable, 0),
+            policy.closed(1006, false, true, 0),
+            Step::CheckSession { .. }
+        ));
+        assert!(matches!(
+            policy.session_answer(policy.check, SessionAnswer::Unreachable, 0),
             Step::RetryIn { .. }
         ));
         assert_eq!(policy.last_failure(), Some("the server cannot be reached"));
         assert_eq!(policy.retry_due(true, false), Step::Connect);
-        assert_eq!(policy.closed(1006, false, true, 0), Step::CheckSession);
         assert!(matches!(
-            policy.session_answer(SessionAnswer::Refused("Too many connections.".into()), 0),
+            policy.closed(1006, false, true, 0),
+            Step::CheckSession { .. }
+        ));
+        assert!(matches!(
+            policy.session_answer(
+                policy.check,
+                SessionAnswer::Refused("Too many connections.".into()),
+                0
+            ),
             Step::RetryIn { .. }
         ));
         assert_eq!(policy.last_failure(), Some("Too many connections"));
+    }
+
+    /// SplitMix64, for seeded scenarios.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Server {
+        Up,
+        Down,
+        /// Up, but this browser's session is over.
+        SignedOut,
+    }
+
+    /// The browser shell as `sync/mod.rs` runs it: it performs each step and reports back.
+    struct Shell {
+        policy: Reconnect,
+        now: u64,
+        online: bool,
+        server: Server,
+        /// A socket exists (connecting or open) and whether it opened.
+        socket: Option<bool>,
+        retry_at: Option<u64>,
+        /// Session checks under way, answered in any order.
+        checks: Vec<u32>,
+        stopped: bool,
+        log: Vec<String>,
+    }
+
+    impl Shell {
+        fn perform(&mut self, step: Step) {
+            self.log.push(format!("{} ms: {step:?}", self.now));
+            if self.stopped {
+                assert_eq!(
+                    step,
+                    Step::Wait,
+                    "a stopped sync does nothing: {:?}",
+                    self.log
+                );
+            }
+            match step {
+                Step::Connect => {
+                    assert!(self.online, "connects only online: {:?}", self.log);
+                    assert!(
+                        self.socket.is_none(),
+                        "one socket at a time: {:?}",
+                        self.log
+                    );
+                    assert!(
+                        self.policy.halt().is_none(),
+                        "not while halted: {:?}",
+                        self.log
+                    );
+                    self.socket = Some(false);
+                    self.retry_at = None;
+                }
+                Step::RetryIn { millis } => {
+                    assert_ne!(
+                        self.socket,
+                        Some(true),
+                        "never drops an open socket: {:?}",
+                        self.log
+                    );
+                    assert!(
+                        (800..=36_000).contains(&millis),
+                        "backoff within 0.8 s and 30 s + 20%: {millis} ms, {:?}",
+                        self.log
+                    );
+                    self.socket = None;
+                    self.retry_at = Some(self.now + u64::from(millis));
+                }
+                Step::CheckSession { check } => {
+                    assert!(
+                        !self.checks.contains(&check),
+                        "a new number: {:?}",
+                        self.log
+                    );
+                    self.checks.push(check);
+                }
+                Step::Wait => {}
+            }
+        }
+
+        /// One thing happens: the socket's fate, the session's answer, a due retry, the rep
+        /// or the network, or the server changing.
+        fn event(&mut self, rng: &mut Rng, chaos: bool) {
+            let jitter = rng.below(256) as u8;
+            let kind = rng.below(if chaos { 10 } else { 4 });
+            self.log.push(format!(
+                "event {kind} (online {}, server {:?}, socket {:?})",
+                self.online, self.server, self.socket
+            ));
+            match kind {
+                0 if self.socket == Some(false) => {
+                    if self.server == Server::Up && self.online {
+                        self.socket = Some(true);
+                        self.policy.joined();
+                    } else {
+                        self.socket = None;
+                        let code = if self.server == Server::SignedOut {
+                            4401
+                        } else {
+                            1006
+                        };
+                        let step = self.policy.closed(code, false, self.online, jitter);
+                        self.perform(step);
+                    }
+                }
+                1 if !self.checks.is_empty() => {
+                    let check = self
+                        .checks
+                        .remove(rng.below(self.checks.len() as u64) as usize);
+                    let answer = match (self.online, self.server) {
+                        (false, _) | (_, Server::Down) => SessionAnswer::Unreachable,
+                        (true, Server::SignedOut) => SessionAnswer::SignedOut,
+                        (true, Server::Up) => SessionAnswer::Fine,
+                    };
+                    let step = self.policy.session_answer(check, answer, jitter);
+                    self.perform(step);
+                }
+                2 if self.retry_at.is_some() => {
+                    self.now = self.now.max(self.retry_at.take().unwrap());
+                    let step = self.policy.retry_due(self.online, self.socket.is_some());
+                    self.perform(step);
+                }
+                3 => {
+                    let step = self.policy.nudged(self.online, self.socket.is_some());
+                    self.perform(step);
+                }
+                4 if self.socket == Some(true) => {
+                    self.socket = None;
+                    let step = self.policy.closed(1006, true, self.online, jitter);
+                    self.perform(step);
+                }
+                5 => {
+                    self.online = !self.online;
+                    if !self.online && self.socket.is_some() {
+                        self.socket = None;
+                        let step = self.policy.closed(1006, true, false, jitter);
+                        self.perform(step);
+                    }
+                }
+                6 => {
+                    self.server =
+                        [Server::Up, Server::Down, Server::SignedOut][rng.below(3) as usize];
+                    if self.server != Server::Up && self.socket.is_some() {
+                        let opened = self.socket == Some(true);
+                        self.socket = None;
+                        let code = if self.server == Server::SignedOut {
+                            4401
+                        } else {
+                            1006
+                        };
+                        let step = self.policy.closed(code, opened, self.online, jitter);
+                        self.perform(step);
+                    }
+                }
+                // Signing in again needs the network.
+                7 if self.online
+                    && self.policy.halt() == Some(Halt::SignedOut)
+                    && self.server != Server::SignedOut =>
+                {
+                    let step = self.policy.resumed();
+                    self.perform(step);
+                }
+                8 if rng.below(40) == 0 => {
+                    self.policy.stopped();
+                    self.stopped = true;
+                    self.retry_at = None;
+                }
+                _ => self.now += rng.below(2_000),
+            }
+        }
+    }
+
+    /// Random connectivity, server outages and sign-outs against the policy: it never opens a
+    /// second socket, never connects offline or halted, backs off within bounds, does nothing
+    /// once stopped, and once the network and the server are fine (and the rep signed in
+    /// again) it is connected within one backoff period. A failure prints
+    /// `RECONNECT_SEED=<n>` to replay it.
+    #[test]
+    fn seeded_scenarios_connect_once_healed_and_never_misbehave_meanwhile() {
+        let seeds: Vec<u64> = match std::env::var("RECONNECT_SEED") {
+            Ok(seed) => vec![seed.parse().expect("RECONNECT_SEED is a number")],
+            Err(_) => (0..2_000).collect(),
+        };
+        for seed in seeds {
+            let outcome = std::panic::catch_unwind(|| {
+                let mut rng = Rng(seed);
+                let mut shell = Shell {
+                    policy: Reconnect::default(),
+                    now: 0,
+                    online: true,
+                    server: Server::Up,
+                    socket: None,
+                    retry_at: None,
+                    checks: Vec::new(),
+                    stopped: false,
+                    log: Vec::new(),
+                };
+                let step = shell.policy.nudged(true, false);
+                shell.perform(step);
+                for _ in 0..rng.below(300) {
+                    shell.event(&mut rng, true);
+                }
+                // Heal: online, server up; the rep signs in again if it was signed out, and
+                // the browser fires `online` once.
+                shell.server = Server::Up;
+                let was_offline = !shell.online;
+                shell.online = true;
+                if shell.policy.halt() == Some(Halt::SignedOut) {
+                    let step = shell.policy.resumed();
+                    shell.perform(step);
+                } else if was_offline {
+                    let step = shell.policy.nudged(true, shell.socket.is_some());
+                    shell.perform(step);
+                }
+                let healed_at = shell.now;
+                for _ in 0..10_000 {
+                    if shell.socket == Some(true) || shell.stopped {
+                        break;
+                    }
+                    // No nudges now: only the socket, the session check and due retries.
+                    shell.event(&mut rng, false);
+                }
+                if !shell.stopped {
+                    assert_eq!(
+                        shell.socket,
+                        Some(true),
+                        "connected once healed: {:?}",
+                        shell.log
+                    );
+                    assert!(
+                        shell.now - healed_at <= 2 * 36_000 + 4_000,
+                        "connected within a backoff period of healing ({} ms): {:?}",
+                        shell.now - healed_at,
+                        shell.log
+                    );
+                }
+            });
+            if let Err(panic) = outcome {
+                eprintln!("RECONNECT_SEED={seed}");
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! commands) is written once against [`Db`]: statements use `?1`, `?2`, … placeholders, which
 //! the PostgreSQL backend rewrites to `$1`, `$2`, …, and values travel as [`Value`]s. Only the
 //! schema, the transaction start and the chunk append differ per backend, and those live in
-//! `storage.rs`. The PostgreSQL schema uses `BIGINT` for every integer and `BYTEA` for blobs, so
+//! `storage.rs`; and the sign-in throttle's sweep, in `auth/throttle.rs`. The PostgreSQL schema uses `BIGINT` for every integer and `BYTEA` for blobs, so
 //! the same statements bind the same Rust types on both.
 
 use std::collections::HashMap;

@@ -112,6 +112,16 @@ impl ApiError {
         )
     }
 
+    /// The database failed where a request cannot go ahead without it (a sign-in whose
+    /// throttle could not be checked); the detail goes to the log.
+    pub fn database_failed(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "database error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server cannot reach its database right now. Try again in a minute.",
+        )
+    }
+
     /// Something failed on the server; the detail goes to the log, not to the client.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed");

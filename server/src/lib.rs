@@ -37,7 +37,6 @@ use axum::Router;
 use fieldnotes_sync::{HubConfig, PeerId};
 use tokio::net::TcpListener;
 
-use crate::auth::throttle::Throttle;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::hub_thread::{Command, HubHandle};
 use crate::limits::{Limit, Limits, SocketCounts};
@@ -90,7 +89,6 @@ struct Inner {
     web_dir: Option<PathBuf>,
     max_frame_bytes: usize,
     secure_cookies: bool,
-    throttle: Throttle,
     limits: Limits,
     sockets: Arc<SocketCounts>,
     password_hashes: Arc<tokio::sync::Semaphore>,
@@ -182,7 +180,6 @@ impl AppState {
                 web_dir: options.web_dir.clone(),
                 max_frame_bytes: options.max_frame_bytes,
                 secure_cookies: options.secure_cookies,
-                throttle: Throttle::default(),
                 limits: options.limits.clone(),
                 sockets: Arc::new(SocketCounts::default()),
                 password_hashes: Arc::new(tokio::sync::Semaphore::new(
@@ -203,9 +200,6 @@ impl AppState {
     }
     pub fn secure_cookies(&self) -> bool {
         self.inner.secure_cookies
-    }
-    pub fn throttle(&self) -> &Throttle {
-        &self.inner.throttle
     }
     pub fn limits(&self) -> &Limits {
         &self.inner.limits

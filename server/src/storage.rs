@@ -22,6 +22,11 @@
 //! - `document_owners(document_id, team_id)`: the team each document belongs to;
 //! - `storage_owners(storage_id, user_id)`: the user a peer storage id is bound to.
 //!
+//! Version 3 adds `sign_in_failures(key, window_started_ms, failures)`: the failed sign-ins
+//! per `email:<email>` and `addr:<ip>` in their current window (`crate::auth::throttle`), so
+//! every instance on one database counts the same attempts. Rows live one window; they are
+//! not copied by `fieldnotes admin migrate`.
+//!
 //! Times are Unix milliseconds.
 //!
 //! **Compaction with concurrent writers.** The store remembers, per document, the `seq` of
@@ -42,7 +47,7 @@ use fieldnotes_sync::{DocStore, DocumentId, StorageId};
 use crate::db::{Db, DbError, PgConnection};
 use crate::params;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -111,6 +116,12 @@ CREATE TABLE IF NOT EXISTS storage_owners (
     storage_id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users (id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    key TEXT PRIMARY KEY,
+    window_started_ms INTEGER NOT NULL,
+    failures INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sign_in_failures_by_window ON sign_in_failures (window_started_ms);
 ";
 
 const POSTGRES_SCHEMA: &str = "
@@ -181,6 +192,12 @@ CREATE TABLE IF NOT EXISTS storage_owners (
     storage_id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users (id)
 );
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    key TEXT PRIMARY KEY,
+    window_started_ms BIGINT NOT NULL,
+    failures BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sign_in_failures_by_window ON sign_in_failures (window_started_ms);
 ";
 
 /// What can go wrong in the store.
@@ -758,6 +775,54 @@ mod tests {
             "{refused}"
         );
         assert!(refused.to_string().contains("upgrade the server"));
+    }
+
+    /// A version 2 database (before shared sign-in counts) gains `sign_in_failures` on start.
+    #[test]
+    fn a_version_2_database_is_migrated_to_shared_sign_in_counts() {
+        fn has_counts(store: &mut Store) -> bool {
+            store
+                .db
+                .query_opt("SELECT count(*) FROM sign_in_failures", params![])
+                .is_ok()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fieldnotes.sqlite3");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.db.batch("DROP TABLE sign_in_failures").unwrap();
+            store
+                .sqlite_connection()
+                .pragma_update(None, "user_version", 2)
+                .unwrap();
+            assert!(!has_counts(&mut store));
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert!(has_counts(&mut store));
+        let version: i64 = store
+            .sqlite_connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+
+        let database = crate::test_db::TestDatabase::new();
+        {
+            let mut store = Store::open_postgres(&database.url).unwrap();
+            store
+                .db
+                .batch("DROP TABLE sign_in_failures; UPDATE schema_version SET version = 2")
+                .unwrap();
+            assert!(!has_counts(&mut store));
+        }
+        let mut store = Store::open_postgres(&database.url).unwrap();
+        assert!(has_counts(&mut store));
+        let version: i64 = store
+            .db
+            .query_one("SELECT max(version) FROM schema_version", params![])
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(version, 3);
     }
 
     /// Two instances append to one document while a third compacts it: every change stays.

@@ -98,6 +98,28 @@ impl Server {
         let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
         (status, body)
     }
+
+    /// A JSON POST: the status, the response's head (lowercased) and its body.
+    async fn post(&self, path: &str, body: &str) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(&self.address).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (status, head.to_lowercase(), body.to_owned())
+    }
+
+    /// `POST /api/session` with an email and a password.
+    async fn sign_in(&self, email: &str, password: &str) -> (u16, String, String) {
+        let body = serde_json::json!({ "email": email, "password": password }).to_string();
+        self.post("/api/session", &body).await
+    }
 }
 
 fn options(data_dir: &Path) -> ServerOptions {
@@ -346,6 +368,28 @@ async fn health_answers_from_the_database_and_unknown_paths_are_json_404s() {
     let (status, body) = server.get("/no-such-page").await;
     assert_eq!(status, 404);
     assert!(body.contains("\"error\""));
+    server.stop().await;
+}
+
+/// A sign-in whose failure count cannot be read is refused, however right its password.
+#[tokio::test]
+async fn a_sign_in_is_refused_when_its_throttle_cannot_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(options(dir.path())).await;
+    let (email, password) = ("dana@example.com", "the right password");
+    // Another connection to the same file, as `fieldnotes admin` would have.
+    let mut other =
+        fieldnotes_server::storage::Store::open(&dir.path().join(fieldnotes_server::DATABASE_FILE))
+            .unwrap();
+    let hash = auth::password::hash(password).unwrap();
+    auth::create_user(other.db_mut(), email, "Dana", &hash, false).unwrap();
+    let (status, _, body) = server.sign_in(email, password).await;
+    assert_eq!(status, 200, "{body}");
+    other.db_mut().batch("DROP TABLE sign_in_failures").unwrap();
+    let (status, head, body) = server.sign_in(email, password).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Try again"), "{body}");
+    assert!(!head.contains("set-cookie"), "{head}");
     server.stop().await;
 }
 
@@ -610,4 +654,97 @@ async fn on_postgres_healthz_is_not_ready_while_the_connection_is_lost_and_recov
     alice.edit(id, "customer", "After the cut").await;
     alice.wait_synced(id).await;
     server.stop().await;
+}
+
+/// Runs `work` on a connection of its own to a PostgreSQL database (as `fieldnotes admin` would).
+fn on_database<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce(&mut fieldnotes_server::db::Db) -> T + Send + 'static,
+) -> T {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let mut store = fieldnotes_server::storage::Store::open_postgres(&url).unwrap();
+        work(store.db_mut())
+    })
+    .join()
+    .unwrap()
+}
+
+/// Failed sign-ins are counted in the database: instances behind one load balancer share
+/// one count, so an attacker gets five tries in all, not five per instance.
+#[tokio::test]
+async fn on_postgres_failed_sign_ins_are_counted_once_for_all_instances() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let one = Server::start(postgres_options(&database.url)).await;
+    let two = Server::start(postgres_options(&database.url)).await;
+    let password = "the right password";
+    let hash = auth::password::hash(password).unwrap();
+    on_database(&database.url, move |db| {
+        for email in ["dana@example.com", "eli@example.com"] {
+            auth::create_user(db, email, "Rep", &hash, false).unwrap();
+        }
+    });
+    let instances = [&one, &two];
+
+    // Wrong passwords, one instance then the other.
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let (status, _, body) = instances[i % 2]
+            .sign_in("dana@example.com", &format!("wrong password {i}"))
+            .await;
+        assert!(status == 401 || status == 429, "{status}: {body}");
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429],
+        "five failures in all, then locked"
+    );
+    // Locked on both instances, for the right password too.
+    for server in instances {
+        let (status, head, body) = server.sign_in("dana@example.com", password).await;
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("Too many wrong passwords"), "{body}");
+        let retry: u64 = head
+            .lines()
+            .find_map(|line| line.strip_prefix("retry-after: "))
+            .unwrap_or_else(|| panic!("429 without Retry-After: {head}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((1..=15 * 60).contains(&retry), "{retry}");
+        assert!(!head.contains("set-cookie"), "{head}");
+    }
+
+    // Twenty wrong passwords at once, alternating between the instances: still five.
+    let attempts = (0..20).map(|i| async move {
+        let password = format!("wrong password {i}");
+        instances[i % 2].sign_in("eli@example.com", &password).await
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|(status, _, _)| status)
+        .collect();
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((verified, locked), (5, 15), "{statuses:?}");
+
+    // The window passes (moved back in the database rather than waited for): the right
+    // password works again, through either instance.
+    let window_ms = auth::throttle::WINDOW.as_millis() as i64;
+    on_database(&database.url, move |db| {
+        db.execute(
+            "UPDATE sign_in_failures SET window_started_ms = window_started_ms - ?1",
+            fieldnotes_server::params![window_ms],
+        )
+        .unwrap();
+    });
+    for (server, email) in [(&one, "dana@example.com"), (&two, "eli@example.com")] {
+        let (status, head, body) = server.sign_in(email, password).await;
+        assert_eq!(status, 200, "{email}: {body}");
+        assert!(head.contains("set-cookie: fieldnotes_session="), "{head}");
+    }
+    one.stop().await;
+    two.stop().await;
 }

@@ -1,9 +1,8 @@
 //! `/api/…`: sign-in, sign-out, tokens, first-run setup and invitations
-//! (`docs/auth.md`). Database work runs on the hub thread between batches;
-//! password hashing runs on the blocking pool.
+//! (`docs/auth.md`). Database work (the sign-in throttle's counts included) runs on the hub
+//! thread between batches; password hashing runs on the blocking pool.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::auth::throttle::{self, Refused};
 use crate::auth::{self, AuthError, Session, SessionInfo, SessionKind, password};
 pub use crate::error::ApiError;
 
@@ -212,10 +212,22 @@ async fn authenticate(
             "Type your email and password.",
         ));
     }
-    // Counted as failed before anything is verified, so parallel attempts cannot all pass.
-    if let Err(locked) = state.throttle().begin(&email, address, Instant::now()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, locked.message)
-            .retry_after(locked.retry_after.as_secs().max(1)));
+    // Counted as failed before anything is verified, so parallel attempts cannot all pass,
+    // on this instance or any other on the same database.
+    let (key, now) = (email.clone(), auth::now_ms() as i64);
+    let begun = state
+        .hub()
+        .db(move |store| throttle::begin(store.db_mut(), &key, address, now))
+        .await
+        .ok_or_else(ApiError::unavailable)?;
+    match begun {
+        Ok(()) => {}
+        Err(Refused::Locked(locked)) => {
+            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, locked.message)
+                .retry_after(locked.retry_after.as_secs().max(1)));
+        }
+        // Never let an attempt through unchecked.
+        Err(Refused::Database(error)) => return Err(ApiError::database_failed(error)),
     }
     let lookup = email.clone();
     let found = state
@@ -231,7 +243,12 @@ async fn authenticate(
     .await?;
     match found {
         Some((user, _)) if valid => {
-            state.throttle().succeeded(&email, address);
+            state
+                .hub()
+                .db(move |store| throttle::succeeded(store.db_mut(), &email, address))
+                .await
+                .ok_or_else(ApiError::unavailable)?
+                .map_err(ApiError::database_failed)?;
             if user.disabled {
                 return Err(AuthError::Disabled.into());
             }

@@ -7,11 +7,19 @@ const VERSION = {{VERSION}};
 const CACHE = "fieldnotes-shell-" + VERSION;
 const PRECACHE = {{PRECACHE}};
 
+// A content-hashed name can only ever hold these bytes, so the copy the page just received (in
+// the HTTP cache, served `immutable`) is the right one: a first load transfers the app once, not
+// twice. The few files without a hash in their name (the page, the manifest, the icons) are
+// revalidated with the server (`cache: "no-cache"`: a 304 when the browser's copy is this
+// deployment's, the file when it is not), so the shell is exactly this deployment's files.
+const HASHED = /-[0-9a-f]{12}\.[a-z]+$/;
+
 self.addEventListener("install", (event) => {
-  // `cache: "reload"` bypasses the HTTP cache so the shell is exactly this deployment's files.
   event.waitUntil(
     caches.open(CACHE).then((cache) =>
-      cache.addAll(PRECACHE.map((url) => new Request(url, { cache: "reload" }))),
+      cache.addAll(
+        PRECACHE.map((url) => new Request(url, { cache: HASHED.test(url) ? "default" : "no-cache" })),
+      ),
     ),
   );
 });
@@ -46,7 +54,7 @@ self.addEventListener("fetch", (event) => {
     // Cache first: with one bar of signal a network-first page would hang before it opens.
     event.respondWith(
       caches.open(CACHE).then((cache) =>
-        cache.match("/index.html").then((hit) => hit || fetch(request)),
+        cache.match("/").then((hit) => hit || fetch(request)),
       ),
     );
     return;

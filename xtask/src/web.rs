@@ -174,7 +174,8 @@ pub fn build(options: &Options) -> Result<Report> {
 
     // The service worker precaches the whole app shell by name; its version is the hash of that
     // list, so any changed asset yields a new worker, a new cache and the "new version" prompt.
-    let mut precache: Vec<String> = vec!["/".to_string(), "/index.html".to_string()];
+    // Navigations are answered with the page as `/` serves it, the URL the browser loaded first.
+    let mut precache: Vec<String> = vec!["/".to_string()];
     precache.extend(names.values().map(|n| format!("/{n}")));
     precache.extend(stable.iter().map(|n| format!("/{n}")));
     let version = short_hash(precache.join("\n").as_bytes());

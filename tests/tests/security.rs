@@ -1,5 +1,6 @@
 //! Sign-in and access control (docs/auth.md) from the outside: two teams, North and South, on
-//! one real server with its real SQLite file. Every way into the other team's data is tried, and
+//! one real server with its real database (the SQLite file, or PostgreSQL with
+//! `FIELDNOTES_TEST_BACKEND=postgres`). Every way into the other team's data is tried, and
 //! each must be refused AND leak nothing: no `sync` (nor any other data) for the victim's
 //! document id reaches the attacker, no ephemeral message is relayed, and the victim's document
 //! on the server is unchanged as the victim sees it. Positive checks beside each refusal make
@@ -15,6 +16,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ROOT};
 use common::auth::{self, Admin, Team, User, http, sign_in, sign_in_cookie};
+use common::backend;
 use common::cbor::{self, Value};
 use common::raw::{
     self, ConnectError, Endpoint, Peer, Recv, Synced, new_doc_id, new_peer_id, sorted,
@@ -325,15 +327,92 @@ fn directory_doc(team: &Team, who: &str, account: &str) -> AutoCommit {
     dir.into_automerge()
 }
 
-/// The sessions of `email` expire now (there is no other way to age a session from outside).
+/// The sessions of `email` expire now (there is no other way to age a session from outside),
+/// in the SQLite file or in the server's PostgreSQL database, whichever it uses.
 fn expire_sessions_in_db(server: &Server, email: &str) -> usize {
+    const EXPIRE: &str = "UPDATE sessions SET expires_at = 1 WHERE user_id = (SELECT id FROM users WHERE email = $1)";
+    if let Some(url) = server.database_url() {
+        let email = email.to_string();
+        let n = backend::with_client(&url, move |db| {
+            db.execute(EXPIRE, &[&email])
+                .unwrap_or_else(|e| panic!("expiring the sessions of {email} in the database: {e}"))
+        });
+        return n as usize;
+    }
     let db = rusqlite::Connection::open(server.data_dir.join("fieldnotes.sqlite3")).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute(
-        "UPDATE sessions SET expires_at = 1 WHERE user_id = (SELECT id FROM users WHERE email = ?1)",
-        [email],
+    db.execute(&EXPIRE.replace("$1", "?1"), [email])
+        .unwrap_or_else(|e| panic!("expiring the sessions of {email} in the database: {e}"))
+}
+
+/// Every stored password hash, by email: from the SQLite file or the PostgreSQL database.
+fn password_hashes(server: &Server) -> Vec<(String, String)> {
+    const HASHES: &str = "SELECT email, password_hash FROM users ORDER BY email";
+    if let Some(url) = server.database_url() {
+        return backend::with_client(&url, |db| {
+            db.query(HASHES, &[])
+                .expect("users.password_hash")
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect()
+        });
+    }
+    let db = rusqlite::Connection::open_with_flags(
+        server.data_dir.join("fieldnotes.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
-    .unwrap_or_else(|e| panic!("expiring the sessions of {email} in the database: {e}"))
+    .unwrap();
+    let mut query = db.prepare(HASHES).unwrap();
+    query
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|row| row.expect("users.password_hash"))
+        .collect()
+}
+
+/// Everything the server stored, as bytes to search: the SQLite files (with the WAL and
+/// journal), or on PostgreSQL the text form of every row of every table in its database.
+fn stored_bytes(server: &Server) -> Vec<(String, Vec<u8>)> {
+    if let Some(url) = server.database_url() {
+        return backend::with_client(&url, |db| {
+            let tables: Vec<String> = db
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = 'public' ORDER BY table_name",
+                    &[],
+                )
+                .expect("the tables")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert!(
+                tables.iter().any(|t| t == "users") && tables.iter().any(|t| t == "sessions"),
+                "the server's tables are in the database: {tables:?}"
+            );
+            tables
+                .into_iter()
+                .map(|table| {
+                    let rows = db
+                        .query(&format!("SELECT t::text FROM \"{table}\" t"), &[])
+                        .unwrap_or_else(|e| panic!("reading {table}: {e}"));
+                    let text: String = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                    (format!("table {table}"), text.into_bytes())
+                })
+                .collect()
+        });
+    }
+    let db_path = server.data_dir.join("fieldnotes.sqlite3");
+    let mut files = vec![db_path.clone()];
+    for ext in ["-wal", "-journal"] {
+        let p = db_path.with_file_name(format!("fieldnotes.sqlite3{ext}"));
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| (f.display().to_string(), std::fs::read(&f).unwrap()))
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1450,18 +1529,13 @@ async fn passwords_are_stored_as_argon2id_and_tokens_only_hashed() {
         .close()
         .await;
 
-    let db_path = two.server.data_dir.join("fieldnotes.sqlite3");
-    let db =
-        rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    let hashes = password_hashes(&two.server);
     for u in [&two.ana, &two.nils, &two.sam] {
-        let hash: String = db
-            .query_row(
-                "SELECT password_hash FROM users WHERE email = ?1",
-                [&u.email],
-                |r| r.get(0),
-            )
-            .unwrap_or_else(|e| panic!("users.password_hash of {}: {e}", u.email));
+        let hash = hashes
+            .iter()
+            .find(|(email, _)| *email == u.email)
+            .map(|(_, hash)| hash)
+            .unwrap_or_else(|| panic!("no users.password_hash for {}: {hashes:?}", u.email));
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{}: argon2id with the crate's defaults in PHC form, got {hash:?}",
@@ -1469,15 +1543,7 @@ async fn passwords_are_stored_as_argon2id_and_tokens_only_hashed() {
         );
         assert!(!hash.contains(&u.password));
     }
-    drop(db);
-    // neither a password nor a token appears anywhere in the database files
-    let mut files = vec![db_path.clone()];
-    for ext in ["-wal", "-journal"] {
-        let p = db_path.with_file_name(format!("fieldnotes.sqlite3{ext}"));
-        if p.exists() {
-            files.push(p);
-        }
-    }
+    // neither a password nor a token appears anywhere in what the server stored
     let secrets = [
         two.ana.password.as_str(),
         two.nils.password.as_str(),
@@ -1487,15 +1553,16 @@ async fn passwords_are_stored_as_argon2id_and_tokens_only_hashed() {
         api_token.as_str(),
         cookie.trim_start_matches("fieldnotes_session="),
     ];
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap();
+    for (place, bytes) in stored_bytes(&two.server) {
         for s in secrets {
-            assert!(
-                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
-                "{} contains a secret in plain text ({}…)",
-                f.display(),
-                &s[..6]
-            );
+            // PostgreSQL prints BYTEA as hex: a secret kept as bytes would show that way
+            for form in [s.to_string(), cbor::hex(s.as_bytes())] {
+                assert!(
+                    !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
+                    "{place} contains a secret in plain text ({}…)",
+                    &s[..6]
+                );
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The sync server over real WebSockets and a real SQLite file, driven by an independent raw
-//! protocol client (tests/common). Start: `cargo test -p fieldnotes-e2e`.
+//! The sync server over real WebSockets and a real database (the SQLite file, or PostgreSQL
+//! with `FIELDNOTES_TEST_BACKEND=postgres`), driven by an independent raw protocol client
+//! (tests/common). Start: `cargo test -p fieldnotes-e2e`.
 
 mod common;
 
@@ -115,10 +116,23 @@ async fn a_pushed_document_is_pulled_by_another_client() {
             "saved bytes of {id} differ after the round trip"
         );
     }
-    assert!(
-        std::fs::read_dir(dir.path()).unwrap().count() > 0,
-        "the server keeps its data in the data dir"
-    );
+    match server.database_url() {
+        Some(url) => {
+            let chunks: i64 = common::backend::with_client(&url, |db| {
+                db.query_one("SELECT count(*) FROM chunks", &[])
+                    .expect("count the chunks")
+                    .get(0)
+            });
+            assert!(
+                chunks >= docs.len() as i64,
+                "the server keeps the documents in its PostgreSQL database: {chunks} chunks"
+            );
+        }
+        None => assert!(
+            std::fs::read_dir(dir.path()).unwrap().count() > 0,
+            "the server keeps its data in the data dir"
+        ),
+    }
     a.close().await;
     b.close().await;
 }

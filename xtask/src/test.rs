@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check the project has, in the order that fails fastest.
 
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::Result;
 
@@ -74,7 +75,26 @@ pub fn all(options: &Options) -> Result<()> {
     ]))?;
     // The server's tests need a PostgreSQL; started here when none answers (stopped at the end).
     let _postgres = crate::postgres::ensure()?;
-    run_command(cargo_in_root().args(["test", "--workspace", "--all-targets"]))?;
+    // The end-to-end suites (the `tests/` crate and two Node files) run once per storage
+    // backend: SQLite here with everything else, PostgreSQL again below, each test server on a
+    // database of its own (tests/tests/common/backend.rs, tests/node/lib/server.mjs).
+    eprintln!("== workspace tests; end-to-end servers on SQLite ==");
+    run_command(
+        cargo_in_root()
+            .args(["test", "--workspace", "--all-targets"])
+            .env("FIELDNOTES_TEST_BACKEND", "sqlite"),
+    )?;
+    eprintln!("== end-to-end tests (fieldnotes-e2e), servers on PostgreSQL ==");
+    let started = Instant::now();
+    run_command(
+        cargo_in_root()
+            .args(["test", "-p", "fieldnotes-e2e"])
+            .env("FIELDNOTES_TEST_BACKEND", "postgres"),
+    )?;
+    eprintln!(
+        "end-to-end tests on PostgreSQL passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     run_command(cargo_in_root().args(["test", "--workspace", "--doc"]))?;
     // The browser builds the model and the client engine on automerge's 0.6 line
     // (ARCHITECTURE.md, "Two automerge lines"): run their tests on that line too, including the
@@ -119,7 +139,28 @@ pub fn all(options: &Options) -> Result<()> {
         files.sort();
         node.args(files);
     }
-    run_command(&mut node)?;
+    eprintln!("== Node tests, our server on SQLite ==");
+    run_command(node.env("FIELDNOTES_TEST_BACKEND", "sqlite"))?;
+    // The npm client's interop and the kill -9 durability check again on PostgreSQL (the
+    // browser journeys stay on SQLite: they test the web app, not the store).
+    eprintln!("== Node interop and crash tests, our server on PostgreSQL ==");
+    let started = Instant::now();
+    run_command(
+        Command::new("node")
+            .current_dir(root.join("tests/node"))
+            .env("FIELDNOTES_BIN", root.join("target/debug/fieldnotes"))
+            .env("FIELDNOTES_TEST_BACKEND", "postgres")
+            .args([
+                "--test",
+                "--test-concurrency=1",
+                "interop.test.mjs",
+                "crash.test.mjs",
+            ]),
+    )?;
+    eprintln!(
+        "Node interop and crash tests on PostgreSQL passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Each fuzz target for a bounded time, from its seeds and its kept crashes: a crash, a
     // timeout or a memory blow-up fails the run and leaves the input in fuzz/artifacts/. Last,

@@ -1,5 +1,8 @@
-// Starting and stopping the server under test (ours or the reference one) as a child process.
-import { spawn } from "node:child_process"
+// Starting and stopping the server under test (ours or the reference one) as a child process, on
+// the storage backend FIELDNOTES_TEST_BACKEND names: sqlite (default, the file in the data dir) or
+// postgres (a fresh PostgreSQL database per data dir, see testDatabaseFor).
+import { execFileSync, spawn } from "node:child_process"
+import crypto from "node:crypto"
 import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
@@ -32,6 +35,77 @@ export function serverKindFromEnv() {
   return k
 }
 
+/** FIELDNOTES_TEST_BACKEND: "sqlite" (default) or "postgres"; anything else throws. */
+export function testBackend() {
+  const b = process.env.FIELDNOTES_TEST_BACKEND || "sqlite"
+  if (b !== "sqlite" && b !== "postgres") throw new Error(`FIELDNOTES_TEST_BACKEND must be sqlite or postgres, not ${b}`)
+  return b
+}
+
+/** The admin URL test databases are created through (FIELDNOTES_TEST_POSTGRES; `cargo xtask test` sets it). */
+export function postgresAdminUrl() {
+  return process.env.FIELDNOTES_TEST_POSTGRES || "postgres://postgres@127.0.0.1:5432/postgres"
+}
+
+/** psql against the admin URL; throws loudly (with psql's message) when PostgreSQL does not answer. */
+function psql(sql) {
+  const admin = postgresAdminUrl()
+  try {
+    execFileSync("psql", [admin, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 })
+  } catch (e) {
+    throw new Error(
+      `FIELDNOTES_TEST_BACKEND=postgres: \`psql ${admin} -c "${sql}"\` failed (${e.code ?? e.status}): ${String(e.stderr ?? e.message).trim()}; ` +
+        "start PostgreSQL or set FIELDNOTES_TEST_POSTGRES (`cargo xtask test` starts one)",
+    )
+  }
+}
+
+/** data dir -> { name, url } of its database, made on first use and dropped when this process exits. */
+const testDatabases = new Map()
+
+/**
+ * The PostgreSQL database URL of the server on dataDir (FIELDNOTES_TEST_BACKEND=postgres), or null on
+ * SQLite. The same data dir always gets the same database, so a restart finds its data as it finds
+ * the SQLite file; every `fieldnotes serve` and `fieldnotes admin` on it gets `--database URL`.
+ */
+export function testDatabaseFor(dataDir) {
+  if (testBackend() !== "postgres") return null
+  const key = path.resolve(dataDir)
+  if (!testDatabases.has(key)) {
+    if (testDatabases.size === 0) process.once("exit", dropTestDatabases)
+    const name = `fieldnotes_test_${crypto.randomBytes(8).toString("hex")}`
+    psql(`CREATE DATABASE ${name}`)
+    const admin = postgresAdminUrl()
+    testDatabases.set(key, { name, url: `${admin.slice(0, admin.lastIndexOf("/"))}/${name}` })
+  }
+  return testDatabases.get(key).url
+}
+
+/** Drop every database this process made (servers still connected are cut off). */
+function dropTestDatabases() {
+  for (const { name } of testDatabases.values()) {
+    try {
+      psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    } catch (e) {
+      console.error(`could not drop the test database ${name}: ${e.message}`)
+    }
+  }
+  testDatabases.clear()
+}
+
+/** `--database URL` for our binary on dataDir, or nothing on SQLite. */
+function backendArgs(dataDir) {
+  const url = testDatabaseFor(dataDir)
+  return url ? ["--database", url] : []
+}
+
+/** The environment for our binary: on SQLite no FIELDNOTES_DATABASE may send it elsewhere. */
+function ourEnv() {
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" }
+  if (testBackend() === "sqlite") delete env.FIELDNOTES_DATABASE
+  return env
+}
+
 export function freshDataDir(prefix = "fieldnotes-e2e-") {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 }
@@ -46,7 +120,7 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
   let cmd, args
   if (kind === "ours") {
     cmd = ourBinary({ release })
-    args = ["serve", "--listen", listen, "--data-dir", dataDir]
+    args = ["serve", "--listen", listen, "--data-dir", dataDir, ...backendArgs(dataDir)]
   } else if (kind === "reference") {
     cmd = process.execPath
     args = [path.join(NODE_DIR, "reference-server.mjs"), "--listen", listen, "--data-dir", dataDir]
@@ -55,7 +129,7 @@ export async function startServer({ kind = "ours", dataDir, release = false, por
   }
   const child = spawn(cmd, args, {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
+    env: kind === "ours" ? ourEnv() : { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
   })
   let stderr = ""
   child.stderr.on("data", d => {
@@ -180,15 +254,16 @@ export function peakRssBytes(pid) {
 // database file directly, before or while the server runs.
 
 /**
- * Run `fieldnotes admin --data-dir DIR <args…>`. Resolves to { code, stdout, stderr }. Throws when
+ * Run `fieldnotes admin --data-dir DIR [--database URL] <args…>` (the URL of DIR's test database on
+ * FIELDNOTES_TEST_BACKEND=postgres). Resolves to { code, stdout, stderr }. Throws when
  * the command exits non-zero, unless allowFailure is set. stdin: text written to its stdin (e.g. a
  * password for --password-stdin); without it stdin is empty.
  */
 export async function runAdmin(dataDir, args, { stdin, allowFailure = false, release = false, timeoutMs = 30_000 } = {}) {
   if (!dataDir) throw new Error("runAdmin needs the server's data dir")
   const bin = ourBinary({ release })
-  const full = ["admin", "--data-dir", dataDir, ...args]
-  const child = spawn(bin, full, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } })
+  const full = ["admin", "--data-dir", dataDir, ...backendArgs(dataDir), ...args]
+  const child = spawn(bin, full, { stdio: ["pipe", "pipe", "pipe"], env: ourEnv() })
   let stdout = ""
   let stderr = ""
   child.stdout.on("data", d => (stdout += d))

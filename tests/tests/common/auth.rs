@@ -17,7 +17,8 @@ pub struct AdminOutput {
     pub stderr: String,
 }
 
-/// `fieldnotes admin --data-dir DIR …` against one data dir (works while the server runs).
+/// `fieldnotes admin --data-dir DIR …` against one data dir (works while the server runs); with
+/// `FIELDNOTES_TEST_BACKEND=postgres` also `--database` with that data dir's database.
 #[derive(Clone, Debug)]
 pub struct Admin {
     pub bin: PathBuf,
@@ -53,12 +54,12 @@ impl Admin {
         }
     }
 
-    /// Run `fieldnotes admin --data-dir DIR <args>` with `stdin` (empty if None); 60 s budget.
+    /// Run `fieldnotes admin --data-dir DIR [--database URL] <args>` with `stdin` (empty if None); 60 s budget.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> AdminOutput {
-        let mut child = Command::new(&self.bin)
-            .arg("admin")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
+        let mut command = Command::new(&self.bin);
+        command.arg("admin").arg("--data-dir").arg(&self.data_dir);
+        super::backend::configure(&mut command, &self.data_dir);
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())

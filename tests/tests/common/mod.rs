@@ -1,8 +1,9 @@
 //! Shared e2e helpers: a CBOR codec, a raw protocol client, the server harness and sign-in
-//! (admin command, HTTP).
+//! (admin command, HTTP), and the storage backend the servers use (SQLite or PostgreSQL).
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod backend;
 pub mod cbor;
 pub mod raw;
 pub mod server;

@@ -108,10 +108,7 @@ impl Server {
     pub fn start_with_flags(data_dir: &Path, flags: &[&str]) -> Server {
         let bin = server_bin();
         let mut server = Server::start_program(&bin, data_dir, flags);
-        if bin
-            .file_name()
-            .is_none_or(|n| n != "reference-server-as-bin.sh")
-        {
+        if !is_reference(&bin) {
             server.default = Some(default_account(&server.admin()));
         }
         server
@@ -126,9 +123,15 @@ impl Server {
     fn start_program(bin: &Path, data_dir: &Path, flags: &[&str]) -> Server {
         let bin = bin.to_path_buf();
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .arg(data_dir);
+        // the reference server keeps its files in the data dir whatever the backend
+        if !is_reference(&bin) {
+            super::backend::configure(&mut command, data_dir);
+        }
+        let mut child = command
             .args(flags)
             .env(
                 "RUST_LOG",
@@ -212,7 +215,12 @@ impl Server {
         Endpoint::anonymous(&self.ws_url()).bearer(token)
     }
 
-    /// `fieldnotes admin` on this server's data dir.
+    /// This server's PostgreSQL database (`FIELDNOTES_TEST_BACKEND=postgres`), `None` on SQLite.
+    pub fn database_url(&self) -> Option<String> {
+        super::backend::database_url(&self.data_dir)
+    }
+
+    /// `fieldnotes admin` on this server's data dir (and its database).
     pub fn admin(&self) -> Admin {
         Admin::new(&self.bin, &self.data_dir)
     }
@@ -302,6 +310,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The reference JS server behind our command line (`tests/node/reference-server-as-bin.sh`):
+/// no sign-in, no admin command, no `--database`.
+fn is_reference(bin: &Path) -> bool {
+    bin.file_name()
+        .is_some_and(|n| n == "reference-server-as-bin.sh")
 }
 
 fn read_tail(path: &Path) -> String {

@@ -50,6 +50,18 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         eprintln!("chunks: {} copied", copied.chunks);
         return Ok(());
     }
+    if let AdminCommand::Backup { to, force } = &args.command {
+        let source = match args.database.as_deref().map(Database::parse) {
+            Some(Database::Postgres(url)) => {
+                anyhow::bail!("{}", crate::backup::pg_dump_hint(&url, to));
+            }
+            Some(Database::Sqlite(path)) => path,
+            Some(Database::Memory) | None => args.data_dir.join(crate::DATABASE_FILE),
+        };
+        let report = crate::backup::backup(&source, to, *force)?;
+        eprintln!("{}", report.describe());
+        return Ok(());
+    }
     let database = match &args.database {
         Some(url) => Database::parse(url),
         None => {
@@ -226,7 +238,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let count = auth::adopt_unowned(connection, &team)?;
             eprintln!("{count} document(s) now belong to {}", team.name);
         }
-        AdminCommand::Migrate { .. } => unreachable!("handled before the database is opened"),
+        AdminCommand::Migrate { .. } | AdminCommand::Backup { .. } => {
+            unreachable!("handled before the database is opened")
+        }
     }
     out.flush()?;
     Ok(())

@@ -79,6 +79,16 @@ pub enum AdminCommand {
         #[arg(long)]
         team: String,
     },
+    /// Copy a running SQLite deployment into FILE, consistently (SQLite's online backup).
+    #[command(after_help = BACKUP_HELP)]
+    Backup {
+        /// The file to write (refused if it exists, unless --force).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Copy everything from one database to another (documents, users with their password
     /// hashes, sessions, owners, sync states); safe to run again.
     Migrate {
@@ -90,6 +100,25 @@ pub enum AdminCommand {
         to: String,
     },
 }
+
+/// `fieldnotes admin backup --help`, after the options.
+const BACKUP_HELP: &str = "\
+The backup runs beside `fieldnotes serve` (also while reps sync): it copies one consistent
+snapshot of the database in the data directory (or --database sqlite:PATH) into a temporary
+file next to FILE, checks it, and renames it to FILE only when it is complete. It prints its
+size and how many documents, users and teams it holds.
+
+To restore a backup:
+  1. stop `fieldnotes serve`;
+  2. in its data directory, delete fieldnotes.sqlite3-wal and fieldnotes.sqlite3-shm if they
+     are there (they belong to the old database), and put the backup in place as
+     fieldnotes.sqlite3, e.g. `cp FILE DATA_DIR/fieldnotes.sqlite3`;
+  3. start `fieldnotes serve --data-dir DATA_DIR` again.
+
+On PostgreSQL (--database postgres://...) this command refuses; use pg_dump instead:
+  pg_dump --format=custom --file=fieldnotes.dump 'postgres://USER@HOST:5432/DB'
+and restore into an empty database with:
+  pg_restore --dbname='postgres://USER@HOST:5432/DB' fieldnotes.dump";
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum TeamCommand {

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod db;
 pub mod error;

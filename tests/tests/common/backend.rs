@@ -6,6 +6,9 @@
 //! that data dir. A restart on the same data dir therefore finds the same database, as it finds
 //! the same SQLite file. The databases are dropped when the test process exits.
 //!
+//! A test about moving data between the backends (`fieldnotes admin migrate`, backups) pins a
+//! data dir to one of them with [`pin`] and makes more databases with [`fresh_database`].
+//!
 //! Unreachable PostgreSQL panics: a test never passes by quietly running on the other backend.
 
 use std::collections::HashMap;
@@ -43,19 +46,58 @@ fn databases() -> &'static Mutex<HashMap<PathBuf, (String, String)>> {
     MADE.get_or_init(Default::default)
 }
 
+/// Data dirs whose storage a test chose itself ([`pin`]), whatever the backend switch says.
+fn pinned() -> &'static Mutex<HashMap<PathBuf, Option<String>>> {
+    static PINNED: OnceLock<Mutex<HashMap<PathBuf, Option<String>>>> = OnceLock::new();
+    PINNED.get_or_init(Default::default)
+}
+
+fn key(data_dir: &Path) -> PathBuf {
+    data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf())
+}
+
+/// Makes the servers and admin commands on `data_dir` use `database` (`None`: the SQLite file
+/// in the data dir) whatever `FIELDNOTES_TEST_BACKEND` says: for tests that are about moving
+/// data between the backends. `data_dir` must exist.
+pub fn pin(data_dir: &Path, database: Option<&str>) {
+    pinned()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key(data_dir), database.map(str::to_string));
+}
+
 /// The PostgreSQL database of the server on `data_dir` (made on first use), or `None` on
 /// SQLite.
 pub fn database_url(data_dir: &Path) -> Option<String> {
+    let key = key(data_dir);
+    if let Some(database) = pinned().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return database.clone();
+    }
     if backend() == Backend::Sqlite {
         return None;
     }
-    let key = data_dir
-        .canonicalize()
-        .unwrap_or_else(|_| data_dir.to_path_buf());
     let mut made = databases().lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, url)) = made.get(&key) {
         return Some(url.clone());
     }
+    let (name, url) = create_database(&made);
+    made.insert(key, (name, url.clone()));
+    Some(url)
+}
+
+/// A fresh, empty PostgreSQL database (dropped when the test process exits), whatever the
+/// backend switch says: its URL. Panics when PostgreSQL does not answer.
+pub fn fresh_database() -> String {
+    let mut made = databases().lock().unwrap_or_else(|e| e.into_inner());
+    let (name, url) = create_database(&made);
+    // under a key no data dir has, so `database_url` never hands it out
+    made.insert(PathBuf::from(format!("\0{name}")), (name, url.clone()));
+    url
+}
+
+fn create_database(made: &HashMap<PathBuf, (String, String)>) -> (String, String) {
     if made.is_empty() {
         drop_all_at_exit();
     }
@@ -71,8 +113,7 @@ pub fn database_url(data_dir: &Path) -> Option<String> {
         .rsplit_once('/')
         .map_or(admin.as_str(), |(base, _)| base);
     let url = format!("{base}/{name}");
-    made.insert(key, (name, url.clone()));
-    Some(url)
+    (name, url)
 }
 
 /// Points a `fieldnotes serve` or `fieldnotes admin` command (its `--data-dir` given already)

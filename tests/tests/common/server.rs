@@ -114,6 +114,13 @@ impl Server {
         server
     }
 
+    /// Our server on `data_dir` without making the default account: for a data dir that holds
+    /// a deployment already (a restored backup, a migrated database), whose users and tokens
+    /// the test brings. `sync()` connects without credentials; use `sync_as`.
+    pub fn start_existing(data_dir: &Path) -> Server {
+        Server::start_program(&server_bin(), data_dir, &[])
+    }
+
     /// Start another program with our server's command line (the reference JS server through
     /// `tests/node/reference-server-as-bin.sh`).
     pub fn start_with(bin: &Path, data_dir: &Path) -> Server {

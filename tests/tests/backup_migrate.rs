@@ -1,5 +1,7 @@
-//! Copying a deployment with the real binaries: `fieldnotes admin backup` while a client keeps
-//! syncing, restored into a fresh server.
+//! Copying and moving a deployment with the real binaries: `fieldnotes admin backup` while a
+//! client keeps syncing, restored into a fresh server; and `fieldnotes admin migrate` from a
+//! SQLite deployment to a fresh PostgreSQL database (127.0.0.1:5432, or
+//! `FIELDNOTES_TEST_POSTGRES`; unreachable fails), run twice, with the server started on it.
 //! Start: `cargo test -p fieldnotes-e2e --test backup_migrate`.
 
 mod common;
@@ -13,9 +15,9 @@ use std::time::Duration;
 use automerge::sync;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ROOT, ScalarValue};
-use common::auth::AdminOutput;
+use common::auth::{AdminOutput, http, sign_in, sign_in_cookie};
 use common::backend::{self, Backend};
-use common::raw::{Peer, new_doc_id, new_peer_id};
+use common::raw::{Peer, new_doc_id, new_peer_id, sorted};
 use common::server::{Server, server_bin};
 
 /// Bytes that do not compress, so the database really grows by about `len`.
@@ -276,4 +278,165 @@ fn a_backup_of_a_postgresql_deployment_is_refused_with_the_pg_dump_command() {
         "the command names this database: {:?}",
         out.stderr
     );
+}
+
+/// Every table `fieldnotes admin migrate` copies.
+const TABLES: [&str; 10] = [
+    "teams",
+    "users",
+    "memberships",
+    "sessions",
+    "invitations",
+    "document_owners",
+    "storage_owners",
+    "sync_states",
+    "chunks",
+    "meta",
+];
+
+/// The row count of each of [`TABLES`] in a PostgreSQL database.
+fn postgres_row_counts(url: &str) -> Vec<(String, i64)> {
+    backend::with_client(url, |client| {
+        TABLES
+            .iter()
+            .map(|table| {
+                let n: i64 = client
+                    .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                    .unwrap()
+                    .get(0);
+                (table.to_string(), n)
+            })
+            .collect()
+    })
+}
+
+/// The row count of each of [`TABLES`] in a SQLite file.
+fn sqlite_row_counts(path: &Path) -> Vec<(String, i64)> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    TABLES
+        .iter()
+        .map(|table| {
+            let n: i64 = db
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            (table.to_string(), n)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sqlite_deployment_migrated_to_postgresql_twice_keeps_documents_passwords_and_sessions() {
+    let source = tempfile::tempdir().unwrap();
+    backend::pin(source.path(), None);
+    let mut server = Server::start(source.path());
+    let admin = server.admin();
+    let team = server.default_team().id.clone();
+    let default = server.default_user().clone();
+    let dana = admin.user("dana@example.com", "Dana Reyes", &team, "manager");
+    let lee = admin.user("lee@example.com", "Lee Park", &team, "rep");
+    let invitation = admin.ok(&["invite", "--team", &team], None);
+    assert!(invitation.contains("/#/invite/"), "{invitation}");
+    let cookie = sign_in_cookie(server.port, &dana.email, &dana.password);
+
+    // Several documents with several changes each, every change pushed (and stored) on its own.
+    let mut heads = Vec::new();
+    let mut peer = Peer::join(&server.sync(), &new_peer_id("phone")).await;
+    for i in 0..4 {
+        let id = new_doc_id();
+        let mut doc = AutoCommit::new();
+        let mut state = sync::State::new();
+        for change in 0..5 {
+            doc.put(ROOT, "name", format!("Account {i}, version {change}"))
+                .unwrap();
+            doc.put(ROOT, format!("visit{change}"), change as i64)
+                .unwrap();
+            doc.commit();
+            peer.push(&id, &mut doc, &mut state).await.unwrap();
+        }
+        heads.push((id, sorted(doc.get_heads())));
+    }
+    peer.close().await;
+    server.stop();
+    drop(server);
+
+    let database = backend::fresh_database();
+    let sqlite = source.path().join("fieldnotes.sqlite3");
+    let in_sqlite = sqlite_row_counts(&sqlite);
+    let from = format!("sqlite:{}", sqlite.display());
+    let migrate = || admin.run(&["migrate", "--from", &from, "--to", &database], None);
+    let first = migrate();
+    assert_eq!(first.status, 0, "first migrate failed: {first:?}");
+    let after_first = postgres_row_counts(&database);
+    assert_eq!(after_first, in_sqlite, "every row, once");
+    let count = |table: &str| after_first.iter().find(|(t, _)| t == table).unwrap().1;
+    assert_eq!(count("users"), 3, "{after_first:?}");
+    // the default user's and two more tokens, and Dana's browser session
+    assert_eq!(count("sessions"), 4, "{after_first:?}");
+    assert!(count("chunks") >= 4, "{after_first:?}");
+
+    // Again: safe, and nothing doubled.
+    let second = migrate();
+    assert_eq!(second.status, 0, "second migrate failed: {second:?}");
+    assert!(
+        second.stderr.contains("chunks: 0 copied")
+            && second
+                .stderr
+                .lines()
+                .filter(|l| l.contains("rows copied"))
+                .all(|l| l.ends_with(": 0 rows copied")),
+        "the second run copies nothing: {:?}",
+        second.stderr
+    );
+    assert_eq!(
+        postgres_row_counts(&database),
+        after_first,
+        "the second run changed rows"
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    backend::pin(target.path(), Some(&database));
+    let server = Server::start_existing(target.path());
+
+    // Every document, through a fresh client on the old token, has the heads it had.
+    let mut fresh = Peer::join(&server.sync_as(&default.token), &new_peer_id("fresh")).await;
+    for (id, before) in &heads {
+        let (_, mut doc, _) = fresh
+            .pull(id, None)
+            .await
+            .unwrap_or_else(|e| panic!("{id} after the move: {e}"));
+        assert_eq!(&sorted(doc.get_heads()), before, "heads of {id} changed");
+    }
+    fresh.close().await;
+
+    // Every user signs in with their old password.
+    for user in [&default, &dana, &lee] {
+        let answer = sign_in(server.port, &user.email, &user.password);
+        assert_eq!(
+            answer.status, 200,
+            "{} cannot sign in with their old password: {}",
+            user.email, answer.body
+        );
+    }
+    // The old browser session and the old token still work.
+    let session = http(
+        server.port,
+        "GET",
+        "/api/session",
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert_eq!(session.status, 200, "old cookie: {}", session.body);
+    assert_eq!(session.json()["user"]["email"], "dana@example.com");
+    let bearer = format!("Bearer {}", lee.token);
+    let session = http(
+        server.port,
+        "GET",
+        "/api/session",
+        &[("Authorization", &bearer)],
+        None,
+    );
+    assert_eq!(session.status, 200, "old token: {}", session.body);
+    assert_eq!(session.json()["user"]["email"], "lee@example.com");
 }

@@ -260,8 +260,10 @@ fn only_the_server_knows_http_and_sql_and_only_the_web_app_the_browser() {
             "hyper-util",
             "tower-http",
         ] {
-            // The end-to-end tests reach the server's database file to check what it stored.
-            let test_reads_db = name == "tests" && dependency == "rusqlite";
+            // The end-to-end tests reach the server's database (its SQLite file, or the
+            // PostgreSQL database they made for it) to check what it stored.
+            let test_reads_db =
+                name == "tests" && (dependency == "rusqlite" || dependency == "postgres");
             if deps.contains(dependency) && !allowed_http_sql && !test_reads_db {
                 found.push(format!("{name} depends on {dependency}"));
             }

@@ -1401,6 +1401,29 @@ async fn bad_sign_in_input_is_answered_400_with_an_error_body() {
 }
 
 #[tokio::test]
+async fn an_email_too_long_for_anyone_is_refused_before_it_is_stored_or_counted() {
+    let two = Two::new().await;
+    // More attempts than the address limit (30): had they been counted, the last would be 429
+    // and so would the right password from this address afterwards.
+    for i in 0..35 {
+        let email = format!("{}{i}@example.com", "a".repeat(300));
+        let r = sign_in(two.port(), &email, "whatever password");
+        assert_eq!(
+            r.status, 400,
+            "attempt {i} with a 300-character email: {}",
+            r.body
+        );
+        assert!(
+            r.body.contains("too long"),
+            "the answer says what is wrong: {}",
+            r.body
+        );
+    }
+    let ok = sign_in(two.port(), &two.ana.email, &two.ana.password);
+    assert_eq!(ok.status, 200, "the address was never counted: {}", ok.body);
+}
+
+#[tokio::test]
 async fn five_failed_sign_ins_lock_the_email_even_for_the_right_password() {
     let two = Two::new().await;
     let ok = sign_in(two.port(), &two.ana.email, &two.ana.password);

@@ -177,9 +177,12 @@ pub fn directory_document(team_id: &str) -> DocumentId {
     DocumentId::from_bytes(team_directory_key(&TeamId::new(team_id)))
 }
 
+/// The longest email address there can be (RFC 5321's path limit less its brackets).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
 pub fn normalize_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
+    let valid = email.len() <= MAX_EMAIL_BYTES
         && email
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())

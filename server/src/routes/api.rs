@@ -212,6 +212,14 @@ async fn authenticate(
             "Type your email and password.",
         ));
     }
+    // No account has a longer address, and the email becomes a key in the shared throttle
+    // table: refused before anything is stored or counted.
+    if email.len() > auth::MAX_EMAIL_BYTES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "That email address is too long to be anyone's here. Check it and try again.",
+        ));
+    }
     // Counted as failed before anything is verified, so parallel attempts cannot all pass,
     // on this instance or any other on the same database.
     let (key, now) = (email.clone(), auth::now_ms() as i64);

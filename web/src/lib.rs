@@ -18,6 +18,8 @@ pub mod services;
 pub mod session;
 pub mod state;
 pub mod sync;
+#[cfg(test)]
+mod test_rng;
 
 use wasm_bindgen::prelude::*;
 

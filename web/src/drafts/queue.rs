@@ -209,6 +209,7 @@ impl<V: Clone, E> DraftQueue<V, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
     use std::collections::BTreeMap;
 
     type Queue = DraftQueue<String, &'static str>;
@@ -335,24 +336,6 @@ mod tests {
             "no write was in flight: nothing failed"
         );
         assert!(!queue.idle());
-    }
-
-    /// A tiny deterministic generator, so scenarios replay from their seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
     }
 
     /// A transaction in the simulated database: the queue's, or the documents' (a save that

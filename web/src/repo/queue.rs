@@ -136,21 +136,7 @@ impl<W, C> WriteQueue<W, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// SplitMix64, for seeded scenarios.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// A disk that fails at random; the queue must still write every write exactly once, in
     /// the order it was queued, and run each callback only after what came before it is on

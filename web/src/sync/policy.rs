@@ -231,6 +231,7 @@ impl Reconnect {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     #[test]
     fn failures_back_off_from_one_second_doubling_to_thirty_with_jitter() {
@@ -375,21 +376,6 @@ mod tests {
             Step::RetryIn { .. }
         ));
         assert_eq!(policy.last_failure(), Some("Too many connections"));
-    }
-
-    /// SplitMix64, for seeded scenarios.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     #[derive(Clone, Copy, PartialEq, Debug)]

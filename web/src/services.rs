@@ -290,8 +290,7 @@ impl Services {
             }
             gloo_timers::future::TimeoutFuture::new(50).await;
         }
-        self.drafts.stop();
-        self.repo.borrow().idb().close();
+        self.halt();
     }
 }
 

@@ -330,6 +330,9 @@ pub async fn shutdown_signal() {
 /// to stdout once bound; everything else goes to stderr.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
+    // automerge panics on some damaged chunks; the input guard's trial decode catches those as
+    // refusals, and they are not worth a line on stderr each.
+    fieldnotes_sync::guard::quiet_trial_panics();
     let options = ServerOptions {
         data_dir: Some(args.data_dir.clone()),
         database: args.database.clone(),

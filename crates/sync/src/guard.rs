@@ -15,9 +15,20 @@
 //! sync) are refused. It costs one pass over the frame plus at most
 //! [`SyncLimits::max_inflated_bytes`] of inflation.
 //!
+//! The walk cannot know every way automerge's decoder relies on its input (the columns of a
+//! document chunk must agree with each other in ways the format leaves to the implementation),
+//! so its last step is a trial: each chunk that passed is decoded alone by automerge itself
+//! (a document chunk loaded into a scratch document, a change chunk parsed), inside
+//! `catch_unwind`. What automerge refuses or panics on is refused here, before it can touch the
+//! hub's copy of a document. The trial runs only on what the walk bounded, so it costs at most
+//! what applying the message would. Panics it catches are expected: [`quiet_trial_panics`]
+//! keeps them out of the process's panic output.
+//!
 //! **Invariant:** linear in the input: every loop consumes input or stops at a limit.
 
+use std::cell::Cell;
 use std::io::Read as _;
+use std::panic::{self, AssertUnwindSafe};
 
 /// What a sync message may ask of the hub. The defaults leave a wide margin over what real
 /// peers send (a few heads, one `have`, a bloom filter with 7 probes, account documents of
@@ -105,6 +116,8 @@ pub enum Refusal {
     NotUtf8,
     #[error("sync message has a chunk with bytes left over")]
     LeftoverBytes,
+    #[error("sync message has a damaged {0} chunk")]
+    Undecodable(&'static str),
 }
 
 const MESSAGE_TYPE_SYNC: u8 = 0x42;
@@ -147,10 +160,58 @@ pub fn check_sync_message(data: &[u8], limits: &SyncLimits) -> Result<SyncMessag
     }
     let mut budget = Budget::new(limits);
     let mut chunks = Input::new(&joined);
+    let mut walked = Vec::new();
     while !chunks.is_empty() {
-        check_chunk(&mut chunks, limits, &mut budget)?;
+        let before = chunks.bytes;
+        let kind = check_chunk(&mut chunks, limits, &mut budget)?;
+        walked.push((kind, &before[..before.len() - chunks.bytes.len()]));
+    }
+    for (kind, chunk) in walked {
+        trial_decode(kind, chunk)?;
     }
     Ok(budget.cost)
+}
+
+thread_local! {
+    /// Set while [`trial_decode`] runs on this thread.
+    static IN_TRIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the process's panic hook skip panics the guard's trial decode catches (automerge
+/// refusing a damaged chunk by panicking); every other panic goes to the hook as before. Call it
+/// once at start-up, after any other hook is installed (the fuzz targets call it after
+/// libFuzzer's, which aborts on every panic).
+pub fn quiet_trial_panics() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if !IN_TRIAL.with(Cell::get) {
+            previous(info);
+        }
+    }));
+}
+
+/// Decodes one chunk that passed the walk with automerge itself, alone.
+fn trial_decode(kind: u8, chunk: &[u8]) -> Result<(), Refusal> {
+    let what = match kind {
+        CHUNK_DOCUMENT => "document",
+        _ => "change",
+    };
+    IN_TRIAL.with(|flag| flag.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match kind {
+        CHUNK_DOCUMENT => automerge::Automerge::load_with_options(
+            chunk,
+            automerge::LoadOptions::new()
+                .on_partial_load(automerge::OnPartialLoad::Error)
+                .verification_mode(automerge::VerificationMode::Check),
+        )
+        .is_ok(),
+        _ => automerge::Change::try_from(chunk).is_ok(),
+    }));
+    IN_TRIAL.with(|flag| flag.set(false));
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(Refusal::Undecodable(what)),
+    }
 }
 
 fn hashes(input: &mut Input<'_>, limit: usize, what: &'static str) -> Result<(), Refusal> {
@@ -237,11 +298,12 @@ impl<'l> Budget<'l> {
     }
 }
 
+/// Walks one chunk and returns its type.
 fn check_chunk(
     input: &mut Input<'_>,
     limits: &SyncLimits,
     budget: &mut Budget<'_>,
-) -> Result<(), Refusal> {
+) -> Result<u8, Refusal> {
     if input.take(4)? != MAGIC_BYTES {
         return Err(Refusal::BadMagic);
     }
@@ -254,15 +316,16 @@ fn check_chunk(
     let body = input.take(length)?;
     budget.chunk()?;
     match kind {
-        CHUNK_CHANGE => check_change(body, limits, budget),
+        CHUNK_CHANGE => check_change(body, limits, budget)?,
         CHUNK_COMPRESSED_CHANGE => {
             let inflated = budget.inflate(body)?;
-            check_change(&inflated, limits, budget)
+            check_change(&inflated, limits, budget)?
         }
-        CHUNK_DOCUMENT => check_document(body, limits, budget),
-        CHUNK_BUNDLE => Err(Refusal::BundleChunk),
-        other => Err(Refusal::UnknownChunkType(other)),
+        CHUNK_DOCUMENT => check_document(body, limits, budget)?,
+        CHUNK_BUNDLE => return Err(Refusal::BundleChunk),
+        other => return Err(Refusal::UnknownChunkType(other)),
     }
+    Ok(kind)
 }
 
 fn actor_id(input: &mut Input<'_>, limits: &SyncLimits) -> Result<(), Refusal> {
@@ -585,6 +648,52 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A sync message carrying `chunks`, as automerge 0.12 sends a whole document.
+    fn message_with(chunks: &[Vec<u8>]) -> Vec<u8> {
+        fn leb128(mut n: usize, out: &mut Vec<u8>) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        let mut data = vec![MESSAGE_TYPE_SYNC, 0x00, 0x00, 0x00];
+        leb128(chunks.len(), &mut data);
+        for chunk in chunks {
+            leb128(chunk.len(), &mut data);
+            data.extend_from_slice(chunk);
+        }
+        data
+    }
+
+    fn a_document() -> automerge::Automerge {
+        use automerge::transaction::Transactable as _;
+        let mut doc = automerge::Automerge::new().with_actor(automerge::ActorId::from(b"guard"));
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "name", "Harbour Hardware").unwrap();
+        tx.commit();
+        doc
+    }
+
+    #[test]
+    fn a_whole_document_that_automerge_loads_passes() {
+        let data = message_with(&[a_document().save()]);
+        assert!(check(&data).is_ok());
+    }
+
+    #[test]
+    fn a_document_that_only_automerge_can_see_is_damaged_is_refused_by_the_trial() {
+        // The walk does not verify checksums; automerge does, so the trial load refuses it.
+        let mut chunk = a_document().save();
+        chunk[4] ^= 0xff;
+        let data = message_with(&[chunk]);
+        assert_eq!(check(&data), Err(Refusal::Undecodable("document")));
     }
 
     #[test]

@@ -88,7 +88,6 @@ pub async fn start(
     let directory = directory_id(&identity.team);
     let repo = Repo::open(idb.clone(), editor, identity.team.clone(), directory).await?;
     let repo: SharedRepo = Rc::new(std::cell::RefCell::new(repo));
-    import_legacy_database(&repo).await;
     // The sync engine hears of committed writes (a download counts once it is on disk); it
     // starts after the listener is in place, so it is reached through this slot.
     let sync_slot: Rc<std::cell::OnceCell<Box<dyn Fn()>>> = Rc::default();
@@ -124,23 +123,34 @@ pub async fn start(
     });
     repo::flush(&repo);
     let drafts = Drafts::open(idb.clone(), dispatch.clone()).await?;
-    let sync = SyncHandle::start(
+    let sync = SyncHandle::new(
         repo.clone(),
-        idb,
         identity.team.as_str().to_string(),
         dispatch.clone(),
-    )
-    .await;
+    );
     let _ = sync_slot.set(Box::new(sync.writes_committed_listener()));
     let services = Services {
-        repo,
-        sync,
+        repo: repo.clone(),
+        sync: sync.clone(),
         drafts,
         dispatch: dispatch.clone(),
         wanted_account: Rc::default(),
     };
+    // The list first; what grows with the team and only syncing needs (the team directory,
+    // every account's sync state) is read after it is on screen.
     dispatch.emit(Action::Booted(Boot::Ready));
     wasm_bindgen_futures::spawn_local(async move {
+        match repo::load_directory(&repo).await {
+            Ok(()) => {
+                import_legacy_database(&repo).await;
+                sync.begin(idb).await;
+            }
+            Err(error) => dispatch.emit(Action::Notice(Some(format!(
+                "The team's list of accounts could not be read from the phone's storage \
+                 ({error}), so syncing waits. Your accounts and notes are kept; reload the \
+                 app to try again."
+            )))),
+        }
         let persistent = request_persistent_storage().await;
         let usage = storage_estimate().await;
         dispatch.emit(Action::StorageUsage {

@@ -73,6 +73,12 @@ pub type SharedRepo = Rc<RefCell<Repo>>;
 /// A callback that runs once a transaction has committed.
 pub type AfterCommit = Box<dyn FnOnce()>;
 
+/// An edit of the team directory made before it was read from the disk, with its time.
+type DirectoryEdit = (
+    Box<dyn FnOnce(&mut DirectoryDoc, i64) -> Result<(), ModelError>>,
+    i64,
+);
+
 struct Loaded {
     doc: AutoCommit,
     /// The repo's use counter when it was last used, to unload the least recently used.
@@ -114,6 +120,9 @@ pub struct Repo {
     /// The account a screen shows: kept in memory, and told about when it changes.
     shown: Option<DocumentId>,
     listener: Option<Rc<dyn Fn(RepoEvent)>>,
+    /// `Some` until [`load_directory`] has read the team directory (it grows with the team, so
+    /// the list is shown first): the directory edits made meanwhile, applied once it is read.
+    directory_waiting: Option<Vec<DirectoryEdit>>,
 }
 
 /// The index record of an account.
@@ -132,9 +141,10 @@ fn parse_id(id: &str) -> Option<DocumentId> {
 }
 
 impl Repo {
-    /// Opens this device's store: every account's entry, and the team directory (created from
-    /// the team's genesis when it is not stored yet). A database from before the index
-    /// existed gets one now, built from its documents once.
+    /// Opens this device's store: every account's entry. The team directory is read afterwards
+    /// ([`load_directory`]): it lists every account of the team, so the list does not wait for
+    /// it. A database from before the index existed gets one now, built from its documents
+    /// once.
     pub async fn open(
         idb: Idb,
         editor: Editor,
@@ -163,6 +173,7 @@ impl Repo {
             save_error: None,
             shown: None,
             listener: None,
+            directory_waiting: Some(Vec::new()),
         };
         let mut rebuild = Vec::new();
         for (id, bytes) in idb.all_entries().await? {
@@ -197,17 +208,12 @@ impl Repo {
             let chunks = idb.document(&document.to_string()).await?;
             repo.adopt_stored(document, chunks);
         }
-        let directory = idb.document(&repo.directory_id.to_string()).await?;
-        if directory.is_empty() {
-            let genesis = DirectoryDoc::genesis(&repo.editor, &repo.team)
-                .map_err(|e| StorageError::Failed(e.to_string()))?
-                .into_automerge();
-            repo.insert_loaded(repo.directory_id, genesis, 0);
-            repo.dirty.insert(repo.directory_id);
-        } else {
-            repo.insert_stored(repo.directory_id, directory);
-        }
         Ok(repo)
+    }
+
+    /// Whether the team directory has been read ([`load_directory`]).
+    pub fn directory_loaded(&self) -> bool {
+        self.directory_waiting.is_none()
     }
 
     /// A document read from the disk during `open` (a version 1 database, or an entry this
@@ -531,7 +537,7 @@ impl Repo {
             created_at: now,
             archived: false,
         };
-        self.edit_directory(|directory, now| directory.add_account(&id, &summary, now))?;
+        self.edit_directory(move |directory, now| directory.add_account(&id, &summary, now))?;
         self.emit_entries();
         Ok(())
     }
@@ -575,7 +581,7 @@ impl Repo {
             && let Some((name, archived, created_at)) = listed_after
         {
             let account_id = AccountId::new(document.to_string());
-            self.edit_directory(|directory, now| {
+            self.edit_directory(move |directory, now| {
                 let listed = hydrate_directory(directory.automerge())?;
                 match listed.accounts.get(&account_id) {
                     Some(summary) if summary.name == name && summary.archived == archived => Ok(()),
@@ -608,16 +614,32 @@ impl Repo {
         Ok(())
     }
 
+    /// Edits the team directory; before it is read, the edit waits for it (the result is then
+    /// `Ok`, and a failure later is logged: the edits that come here cannot fail on a readable
+    /// directory).
     fn edit_directory(
         &mut self,
+        edit: impl FnOnce(&mut DirectoryDoc, i64) -> Result<(), ModelError> + 'static,
+    ) -> Result<(), ModelError> {
+        let now = now_millis();
+        if let Some(waiting) = &mut self.directory_waiting {
+            waiting.push((Box::new(edit), now));
+            return Ok(());
+        }
+        self.apply_directory_edit(edit, now)
+    }
+
+    fn apply_directory_edit(
+        &mut self,
         edit: impl FnOnce(&mut DirectoryDoc, i64) -> Result<(), ModelError>,
+        now: i64,
     ) -> Result<(), ModelError> {
         let id = self.directory_id;
         let mut directory = match self.loaded.remove(&id) {
             Some(loaded) => DirectoryDoc::from_automerge(&self.editor, loaded.doc),
             None => DirectoryDoc::genesis(&self.editor, &self.team)?,
         };
-        let result = edit(&mut directory, now_millis());
+        let result = edit(&mut directory, now);
         self.uses += 1;
         self.loaded.insert(
             id,
@@ -687,8 +709,7 @@ impl Repo {
     /// directory is not taken over: each account is listed in this team's directory instead.
     /// An account already here is merged. Everything is written to disk before this returns
     /// (if the write fails the changes stay queued, and the caller keeps the old database).
-    /// Returns how many accounts came in. Runs before anyone listens: the caller shows the
-    /// accounts afterwards.
+    /// Returns how many accounts came in, which the list is told of at once.
     pub async fn import_legacy(
         repo: &SharedRepo,
         documents: Vec<StoredDocument>,
@@ -736,8 +757,9 @@ impl Repo {
                     created_at: account.created_at,
                     archived: account.archived,
                 };
-                this.edit_directory(|directory, now| {
-                    directory.add_account(&account.id, &summary, now)
+                let id = account.id;
+                this.edit_directory(move |directory, now| {
+                    directory.add_account(&id, &summary, now)
                 })
                 .map_err(|e| StorageError::Failed(e.to_string()))?;
             }
@@ -746,6 +768,8 @@ impl Repo {
         if imported == 0 {
             return Ok(0);
         }
+        // The list is on screen already (the import runs after the team directory is read).
+        repo.borrow().emit_entries();
         let (idb, ops) = {
             let mut this = repo.borrow_mut();
             let ops = this.start_write().unwrap_or_default();
@@ -937,6 +961,39 @@ pub async fn load(repo: &SharedRepo, document: &DocumentId) -> Result<bool, Stor
         }
     }
     Ok(true)
+}
+
+/// Reads the team directory (or starts it from the team's genesis when this device has none
+/// yet), then applies the directory edits made before, and writes them. Call once after
+/// [`Repo::open`], after the list is shown.
+pub async fn load_directory(repo: &SharedRepo) -> Result<(), StorageError> {
+    let (idb, directory) = {
+        let this = repo.borrow();
+        (this.idb.clone(), this.directory_id)
+    };
+    let chunks = idb.document(&directory.to_string()).await?;
+    {
+        let mut this = repo.borrow_mut();
+        if chunks.is_empty() {
+            let genesis = DirectoryDoc::genesis(&this.editor, &this.team)
+                .map_err(|e| StorageError::Failed(e.to_string()))?
+                .into_automerge();
+            this.insert_loaded(directory, genesis, 0);
+            this.dirty.insert(directory);
+        } else {
+            this.insert_stored(directory, chunks);
+        }
+        for (edit, now) in this.directory_waiting.take().unwrap_or_default() {
+            if let Err(error) = this.apply_directory_edit(edit, now) {
+                web_sys::console::warn_1(
+                    &format!("a team directory edit made before it was read failed: {error}")
+                        .into(),
+                );
+            }
+        }
+    }
+    flush(repo);
+    Ok(())
 }
 
 /// Writes everything queued, one transaction at a time, until nothing is left.

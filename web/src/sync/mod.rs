@@ -79,6 +79,11 @@ struct Inner {
     client: Client,
     /// The team whose documents this connection syncs (`/sync?team=`).
     team: String,
+    /// Whether [`SyncHandle::begin`] has read the saved states: before, nothing is sent or
+    /// counted (a count made without them would be wrong and would be saved).
+    started: bool,
+    /// [`SyncHandle::stop`] was called: `begin` must not start it again.
+    stopped: bool,
     socket: Option<Socket>,
     /// Whether the current socket opened (a socket that closes unopened may mean "signed out").
     socket_opened: bool,
@@ -132,17 +137,68 @@ impl Drop for Socket {
     }
 }
 
+/// The engine for one page load: a fresh peer id, this device's storage id once read.
+fn new_client(storage_id: Option<String>) -> Client {
+    Client::new(ClientConfig {
+        peer_id: PeerId::new(format!(
+            "fieldnotes-{}",
+            fieldnotes_model::hex(&random_bytes::<8>())
+        )),
+        storage_id: storage_id.map(StorageId::new),
+        is_ephemeral: false,
+        ephemeral_session_id: fieldnotes_model::hex(&random_bytes::<8>()),
+    })
+}
+
 fn jitter() -> u8 {
     random_bytes::<1>()[0]
 }
 
 impl SyncHandle {
-    pub async fn start(
-        repo: SharedRepo,
-        idb: Idb,
-        team: String,
-        dispatch: Callback<Action>,
-    ) -> SyncHandle {
+    /// The engine, not started: it reads nothing and sends nothing until [`SyncHandle::begin`],
+    /// so the list can be shown first. Until then edits only gather in the repo (they are
+    /// offered when it begins) and "Sync now" waits for it.
+    pub fn new(repo: SharedRepo, team: String, dispatch: Callback<Action>) -> SyncHandle {
+        let directory = repo.borrow().directory_id();
+        let inner = Rc::new_cyclic(|self_ref| {
+            RefCell::new(Inner {
+                repo,
+                dispatch,
+                client: new_client(None),
+                team,
+                started: false,
+                stopped: false,
+                socket: None,
+                socket_opened: false,
+                policy: Reconnect::default(),
+                retry: None,
+                plan: SyncPlan::default(),
+                server_storage_id: None,
+                saved: BTreeMap::new(),
+                states_to_save: BTreeSet::new(),
+                pending: BTreeMap::new(),
+                pending_changed: false,
+                unavailable: BTreeSet::new(),
+                listed: BTreeSet::new(),
+                listed_stale: true,
+                last_synced_millis: None,
+                incoming: VecDeque::new(),
+                loading_for_frame: false,
+                opening: BTreeSet::new(),
+                settle: None,
+                phase: SyncPhase::Connecting,
+                self_ref: self_ref.clone(),
+            })
+        });
+        inner.borrow_mut().plan.keep(directory, true);
+        SyncHandle { inner }
+    }
+
+    /// Reads this device's storage id and every document's saved sync state (a record per
+    /// account: after the list is shown, and after the team directory is read), then connects
+    /// and offers the changes made meanwhile. Does nothing after [`SyncHandle::stop`].
+    pub async fn begin(&self, idb: Idb) {
+        let repo = self.inner.borrow().repo.clone();
         // A durable id for this device's storage, so the server keeps its sync state for us.
         let storage_id = match idb.meta(STORAGE_ID_KEY).await {
             Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -154,47 +210,18 @@ impl SyncHandle {
             }
         };
         let stored = load_saved(&idb, &repo).await;
-        let client = Client::new(ClientConfig {
-            peer_id: PeerId::new(format!(
-                "fieldnotes-{}",
-                fieldnotes_model::hex(&random_bytes::<8>())
-            )),
-            storage_id: Some(StorageId::new(storage_id)),
-            is_ephemeral: false,
-            ephemeral_session_id: fieldnotes_model::hex(&random_bytes::<8>()),
-        });
-        let directory = repo.borrow().directory_id();
-        let inner = Rc::new_cyclic(|self_ref| {
-            RefCell::new(Inner {
-                repo,
-                dispatch,
-                client,
-                team,
-                socket: None,
-                socket_opened: false,
-                policy: Reconnect::default(),
-                retry: None,
-                plan: SyncPlan::default(),
-                server_storage_id: stored.server,
-                saved: stored.states,
-                states_to_save: BTreeSet::new(),
-                pending: stored.pending,
-                pending_changed: stored.migrated,
-                unavailable: BTreeSet::new(),
-                listed: BTreeSet::new(),
-                listed_stale: true,
-                last_synced_millis: stored.last_synced_millis,
-                incoming: VecDeque::new(),
-                loading_for_frame: false,
-                opening: BTreeSet::new(),
-                settle: None,
-                phase: SyncPhase::Connecting,
-                self_ref: self_ref.clone(),
-            })
-        });
         {
-            let mut this = inner.borrow_mut();
-            this.plan.keep(directory, true);
+            let mut this = self.inner.borrow_mut();
+            if this.stopped {
+                return;
+            }
+            this.client = new_client(Some(storage_id));
+            this.server_storage_id = stored.server;
+            this.saved = stored.states;
+            this.pending = stored.pending;
+            this.pending_changed = stored.migrated;
+            this.last_synced_millis = stored.last_synced_millis;
+            this.started = true;
             this.refresh_listed();
             if this.pending_changed {
                 this.save_states();
@@ -203,13 +230,18 @@ impl SyncHandle {
             this.perform(step);
             this.report();
         }
-        SyncHandle { inner }
+        // Edits made before it began: counted as waiting and offered now.
+        self.local_change();
+        flush(&repo);
     }
 
     /// The rep changed something: offer it to the server now if connected. Call before the
     /// repo flushes, so the count of changes waiting is written with the changes.
     pub fn local_change(&self) {
         let mut this = self.inner.borrow_mut();
+        if !this.started {
+            return; // `begin` takes what gathered.
+        }
         let changed = this.repo.borrow_mut().take_changed_locally();
         for document in changed {
             this.plan.want(document, Priority::Local);
@@ -255,6 +287,9 @@ impl SyncHandle {
     pub fn keep_open(&self, document: DocumentId, kept: bool) {
         let mut this = self.inner.borrow_mut();
         this.plan.keep(document, kept);
+        if !this.started {
+            return; // `begin` opens what is kept.
+        }
         if kept {
             this.open_window();
         } else if this.plan.is_open(&document) {
@@ -273,6 +308,9 @@ impl SyncHandle {
     /// "Sync now", the tab becoming visible: connect at once if not connected.
     pub fn sync_now(&self) {
         let mut this = self.inner.borrow_mut();
+        if !this.started {
+            return; // `begin` connects.
+        }
         if this.socket.is_some() {
             if matches!(
                 this.client.connection_state(),
@@ -290,6 +328,9 @@ impl SyncHandle {
     /// The `online`, `offline` or `focus` event.
     pub fn connectivity_changed(&self) {
         let mut this = self.inner.borrow_mut();
+        if !this.started {
+            return;
+        }
         if !online() {
             if this.socket.is_some() {
                 this.drop_socket();
@@ -306,6 +347,9 @@ impl SyncHandle {
     /// The rep signed in again after the server said "signed out": connect at once.
     pub fn resume(&self) {
         let mut this = self.inner.borrow_mut();
+        if !this.started {
+            return;
+        }
         let step = this.policy.resumed();
         this.perform(step);
         this.report();
@@ -314,6 +358,7 @@ impl SyncHandle {
     /// Stops syncing for good (sign-out, team switch): closes the socket, cancels timers.
     pub fn stop(&self) {
         let mut this = self.inner.borrow_mut();
+        this.stopped = true;
         this.policy.stopped();
         this.retry = None;
         this.settle = None;

@@ -15,7 +15,7 @@ use fieldnotes_model::{
     NewNote, NoteId, Strength, TeamId, UserId, UsualDriver, team_directory_key,
 };
 use fieldnotes_sync::DocumentId;
-use fieldnotes_sync::client::{Client, ClientConfig};
+use fieldnotes_sync::client::{Client, ClientConfig, ConnectionState};
 use fieldnotes_sync::protocol::PeerId;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -163,16 +163,35 @@ async fn main() -> Result<()> {
         is_ephemeral: true,
         ephemeral_session_id: fieldnotes_model::hex(&random::<8>()),
     });
-    for id in docs.keys() {
-        client.open_document(*id, None)?;
-    }
+    // A window of documents at a time, as a phone syncs: a client that sends ten thousand
+    // documents before reading a reply is closed as a reader that does not read.
+    const WINDOW: usize = 200;
+    let mut waiting: std::collections::VecDeque<DocumentId> = docs.keys().copied().collect();
+    let mut open: Vec<DocumentId> = Vec::new();
     client.handle_connected();
     loop {
+        if matches!(client.connection_state(), ConnectionState::Joined { .. }) {
+            open.retain(|id| {
+                let doc = docs.get_mut(id).expect("an open document is seeded");
+                let done = client.pending_change_count(id, doc) == 0;
+                if done {
+                    client.close_document(id);
+                }
+                !done
+            });
+            while open.len() < WINDOW
+                && let Some(id) = waiting.pop_front()
+            {
+                client.open_document(id, None)?;
+                client.sync_document(id, docs.get_mut(&id).expect("seeded"));
+                open.push(id);
+            }
+            if open.is_empty() {
+                break;
+            }
+        }
         while let Some(frame) = client.poll_frame() {
             socket.send(WsMessage::Binary(frame.into())).await?;
-        }
-        if client.all_synced(&mut docs) {
-            break;
         }
         let frame = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next())
             .await

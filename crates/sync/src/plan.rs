@@ -140,6 +140,16 @@ impl SyncPlan {
         self.open.contains(document)
     }
 
+    /// Documents open in the engine that have not been in step in this pass yet: at most the
+    /// window and those kept open for good.
+    pub fn open_not_done(&self) -> Vec<DocumentId> {
+        self.open
+            .iter()
+            .filter(|d| !self.done.contains(d))
+            .copied()
+            .collect()
+    }
+
     /// Whether every document of the pass has had its turn: nothing waits, and what is still
     /// open is kept open for good and has been in step in this pass.
     pub fn pass_finished(&self) -> bool {

@@ -357,3 +357,96 @@ fn a_download_cut_off_halfway_resumes_and_finishes() {
         assert!(run.most_open <= WINDOW);
     }
 }
+
+/// Sends what the phone has for the hub and hands back the hub's answers until both are quiet.
+fn exchange_until_quiet(
+    hub: &mut Hub<MemoryStore>,
+    connection: ConnectionId,
+    phone: &mut Client,
+    docs: &mut HashMap<DocumentId, AutoCommit>,
+) {
+    for _ in 0..100 {
+        let mut sent = false;
+        while let Some(frame) = phone.poll_frame() {
+            hub.handle_frame(connection, &frame, 0);
+            sent = true;
+        }
+        if !sent {
+            return;
+        }
+        for effect in hub.finish_batch() {
+            if let Effect::Send { frame, .. } = effect {
+                phone.handle_frame(&frame, docs).unwrap();
+            }
+        }
+    }
+    panic!("the exchange never went quiet");
+}
+
+/// The shell closes a document once it is in step and may open it again on the same
+/// connection: the rep opens the account, "Sync now" starts a new pass, a local change. The
+/// hub already knows the phone has everything and has nothing to answer, so the phone must
+/// know it is in step without an answer, or its pass never finishes ("Syncing…" for good).
+#[test]
+fn a_document_closed_in_step_and_opened_again_on_the_same_connection_is_in_step() {
+    let store = MemoryStore::new();
+    let mut hub = Hub::new(
+        store,
+        HubConfig::new(PeerId::from("hub"), StorageId::from("hub-storage")),
+    );
+    let connection = ConnectionId(1);
+    hub.handle_connected(connection);
+    let mut phone = client("phone");
+    phone.handle_connected();
+    let mut docs: HashMap<DocumentId, AutoCommit> = HashMap::new();
+    exchange_until_quiet(&mut hub, connection, &mut phone, &mut docs);
+    assert!(matches!(
+        phone.connection_state(),
+        fieldnotes_sync::ConnectionState::Joined { .. }
+    ));
+
+    let id = document(1);
+    let mut doc = AutoCommit::new().with_actor(ActorId::from(b"phone".as_slice()));
+    doc.put(ROOT, "name", "Quay Plumbing").unwrap();
+    phone.open_document(id, None).unwrap();
+    phone.sync_document(id, &mut doc);
+    docs.insert(id, doc);
+    exchange_until_quiet(&mut hub, connection, &mut phone, &mut docs);
+    assert!(
+        phone.in_step(&id, docs.get_mut(&id).unwrap()),
+        "in step after the first exchange"
+    );
+
+    for round in 0..3 {
+        let state = phone.encoded_sync_state(&id).expect("open");
+        phone.close_document(&id);
+        phone.open_document(id, Some(&state)).unwrap();
+        phone.sync_document(id, docs.get_mut(&id).unwrap());
+        exchange_until_quiet(&mut hub, connection, &mut phone, &mut docs);
+        assert!(
+            phone.in_step(&id, docs.get_mut(&id).unwrap()),
+            "round {round}: in step once opened again and quiet"
+        );
+    }
+
+    // A new connection knows nothing of the last one's answers: the hub is asked again.
+    phone.handle_disconnected();
+    hub.handle_disconnected(connection);
+    let state = phone.encoded_sync_state(&id).expect("open");
+    phone.close_document(&id);
+    let connection = ConnectionId(2);
+    hub.handle_connected(connection);
+    phone.handle_connected();
+    phone.open_document(id, Some(&state)).unwrap();
+    assert!(
+        !phone.in_step(&id, docs.get_mut(&id).unwrap()),
+        "not in step before the new connection's hub has answered"
+    );
+    exchange_until_quiet(&mut hub, connection, &mut phone, &mut docs);
+    phone.sync_document(id, docs.get_mut(&id).unwrap());
+    exchange_until_quiet(&mut hub, connection, &mut phone, &mut docs);
+    assert!(
+        phone.in_step(&id, docs.get_mut(&id).unwrap()),
+        "in step on the new connection"
+    );
+}

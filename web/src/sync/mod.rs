@@ -292,6 +292,7 @@ impl SyncHandle {
         }
         if kept {
             this.open_window();
+            this.report();
         } else if this.plan.is_open(&document) {
             let in_step = {
                 let repo = this.repo.clone();
@@ -736,6 +737,7 @@ impl Inner {
                 this.open_in_engine(document);
                 this.send_queued();
                 this.open_window();
+                this.report();
             });
         }
         self.send_queued();
@@ -916,12 +918,20 @@ impl Inner {
         if self.policy.halt() == Some(Halt::Stopped) {
             return;
         }
-        let pending_changes: usize = self.pending.values().sum();
-        let (accounts_to_fetch, accounts_listed) = self.download_progress();
         let joined = matches!(
             self.client.connection_state(),
             ConnectionState::Joined { .. }
         );
+        if joined {
+            // A document can come into step with no frame left to say so (opened again on a
+            // connection whose server had already said all it had, our word being the last):
+            // look again at what is open before saying how far the pass is. The window bounds it.
+            for document in self.plan.open_not_done() {
+                self.close_if_in_step(document);
+            }
+        }
+        let pending_changes: usize = self.pending.values().sum();
+        let (accounts_to_fetch, accounts_listed) = self.download_progress();
         let phase = if self.policy.halt() == Some(Halt::SignedOut) {
             SyncPhase::SignedOut
         } else if self.policy.halt() == Some(Halt::NotInTeam) {

@@ -13,6 +13,9 @@ fn web_dir() -> tempfile::TempDir {
     std::fs::write(dir.path().join("app-1a2b3c4d5e.js"), "plain js").unwrap();
     std::fs::write(dir.path().join("app-1a2b3c4d5e.js.br"), "brotli bytes").unwrap();
     std::fs::write(dir.path().join("app-1a2b3c4d5e.js.gz"), "gzip bytes").unwrap();
+    std::fs::write(dir.path().join("app-1a2b3c4d5e.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.path().join("styles-1a2b3c4d5e.css"), "p {}").unwrap();
+    std::fs::write(dir.path().join("icon-1a2b3c4d5e.svg"), "<svg/>").unwrap();
     dir
 }
 
@@ -61,6 +64,10 @@ async fn precompressed_siblings_follow_accept_encoding() {
         headers[header::CACHE_CONTROL],
         "public, max-age=31536000, immutable"
     );
+    // Never revalidated: no validators to send on every first load.
+    for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES] {
+        assert!(headers.get(&name).is_none(), "{name}");
+    }
 
     let (_, headers, body) = get(&dir, "/app-1a2b3c4d5e.js", Some("gzip")).await;
     assert_eq!(
@@ -79,6 +86,8 @@ async fn shell_files_are_never_cached_stale_and_unknown_routes_get_the_shell() {
         let (status, headers, _) = get(&dir, path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(headers[header::CACHE_CONTROL], "no-cache", "{path}");
+        // Revalidated on every start, so it keeps what makes the answer a 304.
+        assert!(headers.contains_key(header::LAST_MODIFIED), "{path}");
     }
     let (_, _, body) = get(&dir, "/accounts/42", None).await;
     assert_eq!(body, "<html>shell</html>");
@@ -94,7 +103,9 @@ async fn every_response_holds_the_browser_to_what_the_app_needs() {
     let dir = web_dir();
     for path in [
         "/",
+        "/sw.js",
         "/app-1a2b3c4d5e.js",
+        "/icon-1a2b3c4d5e.svg",
         "/healthz",
         "/api/session",
         "/missing-asset.js",
@@ -113,5 +124,16 @@ async fn every_response_holds_the_browser_to_what_the_app_needs() {
         assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
         assert_eq!(headers[header::REFERRER_POLICY], "same-origin", "{path}");
         assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+    }
+    // A policy is applied only to documents and workers; these types never become either, so
+    // the first load does not carry it on them. They are still never sniffed.
+    for path in ["/app-1a2b3c4d5e.wasm", "/styles-1a2b3c4d5e.css"] {
+        let (status, headers, _) = get(&dir, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            headers.get(header::CONTENT_SECURITY_POLICY).is_none(),
+            "{path}"
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
     }
 }

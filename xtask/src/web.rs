@@ -149,6 +149,24 @@ pub fn build(options: &Options) -> Result<Report> {
         "STYLES",
         publish_hashed(&static_dir.join("styles.css"), &dist, "styles", "css")?,
     );
+    // The icons and the manifest are named by their content too: the page and the service
+    // worker then take them once from the network, where a stable name was asked again.
+    for (key, stem, extension) in [
+        ("ICON_SVG", "icon", "svg"),
+        ("ICON_192", "icon-192", "png"),
+        ("ICON_512", "icon-512", "png"),
+    ] {
+        let source = static_dir.join(format!("{stem}.{extension}"));
+        names.insert(key, publish_hashed(&source, &dist, stem, extension)?);
+    }
+    let manifest = fill(
+        &fs::read_to_string(static_dir.join("manifest.webmanifest"))?,
+        &names,
+    );
+    names.insert(
+        "MANIFEST",
+        publish_hashed_text(&manifest, &dist, "manifest", "webmanifest")?,
+    );
     // The boot script names the app's files, so it is filled in before its own name is hashed.
     let boot = fill(&fs::read_to_string(static_dir.join("boot.js"))?, &names);
     names.insert("BOOT_JS", publish_hashed_text(&boot, &dist, "boot", "js")?);
@@ -160,7 +178,14 @@ pub fn build(options: &Options) -> Result<Report> {
         let name = file_name(&path);
         if matches!(
             name.as_str(),
-            "styles.css" | "index.html" | "sw.js" | "boot.js"
+            "styles.css"
+                | "index.html"
+                | "sw.js"
+                | "boot.js"
+                | "icon.svg"
+                | "icon-192.png"
+                | "icon-512.png"
+                | "manifest.webmanifest"
         ) {
             continue;
         }

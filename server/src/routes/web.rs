@@ -81,9 +81,15 @@ async fn cache_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        if policy == IMMUTABLE {
+            // Never revalidated (a new build has new names) and never fetched in parts, so
+            // validators and `Accept-Ranges` are bytes on every first load for nothing.
+            headers.remove(header::ETAG);
+            headers.remove(header::LAST_MODIFIED);
+            headers.remove(header::ACCEPT_RANGES);
+        }
     }
     response
 }

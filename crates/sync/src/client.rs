@@ -411,19 +411,6 @@ impl Client {
     /// Whether the server has said it has exactly this document's heads and has been told
     /// ours: nothing is left to exchange until one side changes. A shell that keeps only some
     /// documents open closes this one now (and opens it again when either side changes it).
-    pub fn diag<D: SyncTarget + ?Sized>(&self, document_id: &DocumentId, doc: &mut D) -> String {
-        let Some(open) = self.documents.get(document_id) else {
-            return "not open".into();
-        };
-        format!(
-            "heads={:?} theirs={:?} sent={:?} shared={:?}",
-            doc.heads(),
-            open.state.their_heads,
-            open.state.last_sent_heads,
-            open.state.shared_heads
-        )
-    }
-
     pub fn in_step<D: SyncTarget + ?Sized>(&self, document_id: &DocumentId, doc: &mut D) -> bool {
         let Some(open) = self.documents.get(document_id) else {
             return false;

@@ -182,6 +182,31 @@ struct Run {
     documents_evicted: u64,
 }
 
+/// Sends what a client has for the hub and hands back the hub's answers until both are quiet.
+fn exchange_until_quiet(
+    hub: &mut Hub<MemoryStore>,
+    connection: ConnectionId,
+    client: &mut Client,
+    docs: &mut HashMap<DocumentId, AutoCommit>,
+) {
+    for _ in 0..100 {
+        let mut sent = false;
+        while let Some(frame) = client.poll_frame() {
+            hub.handle_frame(connection, &frame, 0);
+            sent = true;
+        }
+        if !sent {
+            return;
+        }
+        for effect in hub.finish_batch() {
+            if let Effect::Send { frame, .. } = effect {
+                client.handle_frame(&frame, docs).unwrap();
+            }
+        }
+    }
+    panic!("the exchange never went quiet");
+}
+
 /// A colleague writes `team` accounts; a new phone joins and downloads them with a hub that
 /// keeps `max_loaded` documents in memory; `drop_after` frames in, its connection drops once.
 fn join(team: u32, max_loaded: usize, seed: u64, drop_after: Option<u64>) -> Run {
@@ -198,26 +223,12 @@ fn join(team: u32, max_loaded: usize, seed: u64, drop_after: Option<u64>) -> Run
     hub.handle_connected(colleague_connection);
     colleague.handle_connected();
     let mut colleague_docs: HashMap<DocumentId, AutoCommit> = HashMap::new();
-    let exchange = |hub: &mut Hub<MemoryStore>,
-                    colleague: &mut Client,
-                    docs: &mut HashMap<DocumentId, AutoCommit>| {
-        loop {
-            let mut sent = false;
-            while let Some(frame) = colleague.poll_frame() {
-                hub.handle_frame(colleague_connection, &frame, 0);
-                sent = true;
-            }
-            if !sent {
-                break;
-            }
-            for effect in hub.finish_batch() {
-                if let Effect::Send { frame, .. } = effect {
-                    colleague.handle_frame(&frame, docs).unwrap();
-                }
-            }
-        }
-    };
-    exchange(&mut hub, &mut colleague, &mut colleague_docs);
+    exchange_until_quiet(
+        &mut hub,
+        colleague_connection,
+        &mut colleague,
+        &mut colleague_docs,
+    );
     for chunk in listed.chunks(50) {
         for (n, id) in chunk.iter().enumerate() {
             let mut doc = AutoCommit::new().with_actor(ActorId::from(b"colleague".as_slice()));
@@ -227,7 +238,12 @@ fn join(team: u32, max_loaded: usize, seed: u64, drop_after: Option<u64>) -> Run
             colleague.sync_document(*id, &mut doc);
             colleague_docs.insert(*id, doc);
         }
-        exchange(&mut hub, &mut colleague, &mut colleague_docs);
+        exchange_until_quiet(
+            &mut hub,
+            colleague_connection,
+            &mut colleague,
+            &mut colleague_docs,
+        );
         for id in chunk {
             colleague.close_document(id);
             colleague_docs.remove(id);
@@ -356,31 +372,6 @@ fn a_download_cut_off_halfway_resumes_and_finishes() {
         let run = join(300, 16, seed, Some(200 + seed * 37));
         assert!(run.most_open <= WINDOW);
     }
-}
-
-/// Sends what the phone has for the hub and hands back the hub's answers until both are quiet.
-fn exchange_until_quiet(
-    hub: &mut Hub<MemoryStore>,
-    connection: ConnectionId,
-    phone: &mut Client,
-    docs: &mut HashMap<DocumentId, AutoCommit>,
-) {
-    for _ in 0..100 {
-        let mut sent = false;
-        while let Some(frame) = phone.poll_frame() {
-            hub.handle_frame(connection, &frame, 0);
-            sent = true;
-        }
-        if !sent {
-            return;
-        }
-        for effect in hub.finish_batch() {
-            if let Effect::Send { frame, .. } = effect {
-                phone.handle_frame(&frame, docs).unwrap();
-            }
-        }
-    }
-    panic!("the exchange never went quiet");
 }
 
 /// The shell closes a document once it is in step and may open it again on the same

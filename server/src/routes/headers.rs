@@ -35,7 +35,7 @@ const INERT_TYPES: [&str; 4] = [
     "application/manifest+json",
 ];
 
-pub fn can_become_a_document(content_type: Option<&str>) -> bool {
+fn can_become_a_document(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return true;
     };

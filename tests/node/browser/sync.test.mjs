@@ -218,8 +218,9 @@ test("'Sync now' while all is synced, with an account on screen, ends all synced
   for (let round = 0; round < 3; round++) {
     await phone.page.getByRole("button", { name: "Sync now" }).click()
     // The pass asks about every stored account again (Ridge Roofing among them), so the line
-    // is told again within moments; what it settles on must be "All synced", not a pass that
-    // never ends because what was open already had nothing to say.
+    // is told again within moments; what it settles on must be "All synced". (The engine test
+    // `a_document_closed_in_step_and_opened_again_on_the_same_connection_is_in_step` is the
+    // one that pins reopening on one connection; this journey did not catch that defect.)
     await new Promise(resolve => setTimeout(resolve, 1500))
     await phone.waitForSyncStatus(/^All synced/, 10_000)
   }

@@ -1,9 +1,9 @@
 //! How an instance hears that another instance committed changes: PostgreSQL's
 //! LISTEN/NOTIFY.
 //!
-//! The PostgreSQL store sends `NOTIFY fieldnotes_documents, '<instance> <document id>'` inside
-//! every transaction that wrote a document's chunks, so the notification is delivered exactly
-//! when (and only if) the changes are committed. This thread keeps its own connection
+//! The PostgreSQL store sends `NOTIFY fieldnotes_documents, '<instance> <document id> …'`
+//! (as many ids as fit in one payload) inside every transaction that wrote documents' chunks,
+//! so the notification is delivered exactly when (and only if) the changes are committed. This thread keeps its own connection
 //! `LISTEN`ing and hands each notification from another instance to the hub thread
 //! ([`Command::StoredElsewhere`]), which merges the stored chunks into its copy in memory and
 //! pushes them to the document's sockets. Each time it (re)connects it asks the hub to merge
@@ -59,22 +59,24 @@ fn listen(url: &str, instance: &str, queue: &FairQueue<Command>) {
         if !queue.push_control(Command::StoredElsewhere(None)) {
             return;
         }
-        let mut notifications = client.notifications();
-        let mut iter = notifications.timeout_iter(Duration::from_millis(500));
         loop {
-            match iter.next() {
+            // A fresh iterator each time: one whose timeout has passed is not rearmed until a
+            // notification arrives, and then returns at once for ever, spinning a core.
+            let next = client
+                .notifications()
+                .timeout_iter(Duration::from_millis(500))
+                .next();
+            match next {
                 Ok(Some(notification)) => {
-                    let Some((from, document)) = notification.payload().split_once(' ') else {
-                        continue;
-                    };
-                    if from == instance {
+                    // `<instance> <document> <document> …` (`storage::notification_payloads`).
+                    let mut words = notification.payload().split(' ');
+                    if words.next() == Some(instance) {
                         continue;
                     }
-                    let Ok(document) = DocumentId::parse(document) else {
-                        continue;
-                    };
-                    if !queue.push_control(Command::StoredElsewhere(Some(document))) {
-                        return;
+                    for document in words.filter_map(|word| DocumentId::parse(word).ok()) {
+                        if !queue.push_control(Command::StoredElsewhere(Some(document))) {
+                            return;
+                        }
                     }
                 }
                 Ok(None) => {

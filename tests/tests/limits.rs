@@ -55,6 +55,15 @@ fn peak_rss_mb(server: &Server) -> u64 {
         / 1024
 }
 
+/// CPU seconds (user and system) the server process has used so far.
+fn cpu_seconds(server: &Server) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+    // After the command name in parentheses: utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 /// Pseudo-random bytes that do not compress.
 fn noise(n: usize, mut seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(n + 8);
@@ -66,6 +75,28 @@ fn noise(n: usize, mut seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
+}
+
+/// An idle server costs nothing. On PostgreSQL the thread listening for other instances' changes
+/// once spun a core whenever no change came for half a second (the `postgres` crate's timeout
+/// iterator is not rearmed until a notification arrives).
+#[tokio::test]
+async fn an_idle_server_uses_no_cpu_to_speak_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    // A socket open and in step, then nothing for a while.
+    let mut peer = Peer::join(&server.sync(), &new_peer_id("idle")).await;
+    let mut doc = common::account_doc(1, 1);
+    peer.push(&new_doc_id(), &mut doc, &mut sync::State::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_seconds(&server);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let used = cpu_seconds(&server) - before;
+    eprintln!("idle server: {used:.2} s of CPU in 4 s");
+    assert!(used < 0.4, "an idle server used {used:.2} s of CPU in 4 s");
+    drop(peer);
 }
 
 #[tokio::test]

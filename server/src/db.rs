@@ -18,6 +18,12 @@ pub enum Value {
     Blob(Vec<u8>),
     /// A typed NULL: PostgreSQL checks a parameter's type even when it is NULL.
     Null(Kind),
+    /// PostgreSQL only: a `text[]` parameter, so one statement writes many rows (`unnest`).
+    Texts(Vec<String>),
+    /// PostgreSQL only: a `bytea[]` parameter.
+    Blobs(Vec<Vec<u8>>),
+    /// PostgreSQL only: a `bigint[]` parameter.
+    Ints(Vec<i64>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +250,11 @@ impl rusqlite::ToSql for Value {
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
             Value::Null(_) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Texts(_) | Value::Blobs(_) | Value::Ints(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "array parameters are for PostgreSQL only".into(),
+                ));
+            }
         })
     }
 }
@@ -256,6 +267,9 @@ fn pg_param(value: &Value) -> Box<dyn postgres::types::ToSql + Sync + '_> {
         Value::Null(Kind::Int) => Box::new(None::<i64>),
         Value::Null(Kind::Text) => Box::new(None::<&str>),
         Value::Null(Kind::Blob) => Box::new(None::<&[u8]>),
+        Value::Texts(texts) => Box::new(texts),
+        Value::Blobs(blobs) => Box::new(blobs),
+        Value::Ints(ints) => Box::new(ints),
     }
 }
 

@@ -36,6 +36,18 @@
 //! plain "`seq` ≤ the last loaded" would not do on PostgreSQL: a sequence number is drawn at
 //! insert time, so a chunk with a smaller `seq` can commit after a larger one was read.)
 //!
+//! **Writes wait for the commit.** The hub's writes in a batch (chunks, snapshots, sync
+//! states, document claims, storage bindings) are held in memory and written by `commit` in
+//! one transaction of a few statements whatever their number: on PostgreSQL, one `INSERT …
+//! SELECT FROM unnest(…)` per table and one `pg_notify` for every document, so a batch of
+//! 512 frames costs a handful of round trips instead of several per frame. Reads inside the
+//! batch see the held writes (a document unloaded and loaded again, a claim, a binding). One
+//! frame's writes are taken back by dropping them (`undo_frame`), with no savepoint. Held
+//! writes over 16 MiB are written into the open transaction at the next frame's start, so a
+//! batch of large frames is not held whole in memory; frames are never split, so undoing one
+//! still only drops held writes. A claim another instance made first fails the whole batch at
+//! its commit (primary key), so nothing of it is acknowledged.
+//!
 //! Document ids are stored as their base58check text so an operator can find
 //! a document with the id from its URL.
 
@@ -44,7 +56,7 @@ use std::path::Path;
 
 use fieldnotes_sync::{DocStore, DocumentId, StorageId};
 
-use crate::db::{Db, DbError, PgConnection};
+use crate::db::{Db, DbError, PgConnection, Value};
 use crate::params;
 
 const SCHEMA_VERSION: i64 = 3;
@@ -271,8 +283,17 @@ impl Database {
 /// The document store. Owned by the hub thread; not shared.
 pub struct Store {
     db: Db,
+    /// A transaction is open in the database (a batch spilled into it, or is being written).
     in_transaction: bool,
-    frame: FrameSavepoint,
+    /// The batch's writes, in the order the hub made them, held until `commit` writes them
+    /// in a handful of statements (see "Writes wait for the commit" in the module docs).
+    pending: Vec<Pending>,
+    /// Bytes of data in `pending`.
+    pending_bytes: usize,
+    /// Where the current frame's writes begin in `pending` (`DocStore::undo_frame`).
+    frame_start: usize,
+    /// Writing held writes early failed: the batch they belong to must not commit.
+    spill_error: Option<StorageError>,
     /// Per document, the `seq` of every chunk the hub's copy is made of (loaded or appended
     /// here): what a snapshot may replace.
     folded: HashMap<DocumentId, Vec<i64>>,
@@ -283,14 +304,89 @@ pub struct Store {
     notify: std::collections::BTreeSet<DocumentId>,
 }
 
-/// The savepoint that lets one frame's writes be taken back alone (`DocStore::undo_frame`).
-/// Opened lazily at the frame's first write, so frames that write nothing cost no SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FrameSavepoint {
-    None,
-    Wanted,
-    Open,
+/// One write of the batch, not yet in the database.
+#[derive(Debug)]
+enum Pending {
+    Append {
+        document: DocumentId,
+        data: Vec<u8>,
+    },
+    /// A compacted snapshot; `replaces` is the stored chunks it folds in (the batch's own
+    /// earlier appends to the document are folded in too, and are not written).
+    Snapshot {
+        document: DocumentId,
+        data: Vec<u8>,
+        replaces: Vec<i64>,
+    },
+    SyncState {
+        document: DocumentId,
+        peer: StorageId,
+        state: Vec<u8>,
+    },
+    Claim {
+        document: DocumentId,
+        team: String,
+        user: String,
+        at_ms: i64,
+    },
+    Bind {
+        storage: StorageId,
+        user: String,
+    },
 }
+
+impl Pending {
+    fn bytes(&self) -> usize {
+        match self {
+            Pending::Append { data, .. } | Pending::Snapshot { data, .. } => data.len(),
+            Pending::SyncState { state, .. } => state.len(),
+            Pending::Claim { team, user, .. } => team.len() + user.len(),
+            Pending::Bind { user, .. } => user.len(),
+        }
+    }
+
+    /// The document whose chunks this write changes.
+    fn chunk_document(&self) -> Option<&DocumentId> {
+        match self {
+            Pending::Append { document, .. } | Pending::Snapshot { document, .. } => Some(document),
+            _ => None,
+        }
+    }
+}
+
+/// PostgreSQL refuses a notification payload of 8000 bytes or more.
+const NOTIFY_PAYLOAD_BYTES: usize = 7900;
+
+/// The notifications for a commit: `"<instance> <document> <document> …"`, as few as fit. One
+/// per document made every instance's listener (the writer's own included, which PostgreSQL
+/// also notifies) wake once per document: under a flood of new documents that listener spent
+/// about as much CPU as the hub.
+fn notification_payloads(
+    instance: &str,
+    documents: &std::collections::BTreeSet<DocumentId>,
+) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut payload = String::new();
+    for document in documents {
+        let id = document.to_string();
+        if !payload.is_empty() && payload.len() + 1 + id.len() > NOTIFY_PAYLOAD_BYTES {
+            payloads.push(std::mem::take(&mut payload));
+        }
+        if payload.is_empty() {
+            payload.push_str(instance);
+        }
+        payload.push(' ');
+        payload.push_str(&id);
+    }
+    if !payload.is_empty() {
+        payloads.push(payload);
+    }
+    payloads
+}
+
+/// Held writes beyond this many bytes go into the open transaction at the next frame's start,
+/// so a batch of large frames does not hold them all in memory.
+const SPILL_BYTES: usize = 16 << 20;
 
 /// The key of the advisory lock instances take while they migrate the schema.
 const MIGRATION_LOCK: i64 = 0x6669_656c_646e;
@@ -380,7 +476,10 @@ impl Store {
         Self {
             db,
             in_transaction: false,
-            frame: FrameSavepoint::None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            frame_start: 0,
+            spill_error: None,
             folded: HashMap::new(),
             postgres: None,
             notify: Default::default(),
@@ -407,14 +506,13 @@ impl Store {
             Db::Postgres(pg) => pg.client.is_closed(),
             Db::Sqlite(_) => false,
         };
-        if !lost || self.in_transaction {
+        if !lost || self.in_transaction || !self.pending.is_empty() {
             return;
         }
         match PgConnection::connect(url) {
             Ok(connection) => {
                 tracing::info!("reconnected to the database");
                 self.db = Db::Postgres(Box::new(connection));
-                self.frame = FrameSavepoint::None;
             }
             Err(error) => tracing::warn!(%error, "the database is unreachable; retrying"),
         }
@@ -458,7 +556,10 @@ impl Store {
     /// The connection, for the sign-in tables (`crate::auth`). Only between
     /// batches: the hub's batch transaction must not be open.
     pub fn db_mut(&mut self) -> &mut Db {
-        debug_assert!(!self.in_transaction, "auth query inside a hub batch");
+        debug_assert!(
+            !self.in_transaction && self.pending.is_empty(),
+            "auth query inside a hub batch"
+        );
         &mut self.db
     }
 
@@ -467,6 +568,15 @@ impl Store {
         &mut self,
         document: &DocumentId,
     ) -> Result<Option<String>, StorageError> {
+        let claimed = self.pending.iter().find_map(|write| match write {
+            Pending::Claim {
+                document: d, team, ..
+            } if d == document => Some(team.clone()),
+            _ => None,
+        });
+        if claimed.is_some() {
+            return Ok(claimed);
+        }
         Ok(self
             .db
             .query_opt(
@@ -479,6 +589,13 @@ impl Store {
 
     /// Whether any chunk of the document is stored.
     pub fn has_document(&mut self, document: &DocumentId) -> Result<bool, StorageError> {
+        if self
+            .pending
+            .iter()
+            .any(|write| write.chunk_document() == Some(document))
+        {
+            return Ok(true);
+        }
         Ok(self
             .db
             .query_opt(
@@ -496,17 +613,24 @@ impl Store {
         user: &str,
         now_ms: u64,
     ) -> Result<(), StorageError> {
-        self.begin()?;
-        self.db.execute(
-            "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![document.to_string(), team, user, now_ms as i64],
-        )?;
+        self.hold(Pending::Claim {
+            document: *document,
+            team: team.to_string(),
+            user: user.to_string(),
+            at_ms: now_ms as i64,
+        });
         Ok(())
     }
 
     /// The user a peer storage id is bound to.
     pub fn storage_owner(&mut self, storage: &StorageId) -> Result<Option<String>, StorageError> {
+        let bound = self.pending.iter().find_map(|write| match write {
+            Pending::Bind { storage: s, user } if s == storage => Some(user.clone()),
+            _ => None,
+        });
+        if bound.is_some() {
+            return Ok(bound);
+        }
         Ok(self
             .db
             .query_opt(
@@ -519,12 +643,17 @@ impl Store {
 
     /// Binds a peer storage id to a user, inside the current batch.
     pub fn bind_storage(&mut self, storage: &StorageId, user: &str) -> Result<(), StorageError> {
-        self.begin()?;
-        self.db.execute(
-            "INSERT INTO storage_owners (storage_id, user_id) VALUES (?1, ?2)",
-            params![storage.as_str(), user],
-        )?;
+        self.hold(Pending::Bind {
+            storage: storage.clone(),
+            user: user.to_string(),
+        });
         Ok(())
+    }
+
+    /// Keeps a write for the commit.
+    fn hold(&mut self, write: Pending) {
+        self.pending_bytes += write.bytes();
+        self.pending.push(write);
     }
 
     fn begin(&mut self) -> Result<(), StorageError> {
@@ -537,71 +666,140 @@ impl Store {
             self.db.batch(begin)?;
             self.in_transaction = true;
         }
-        if self.frame == FrameSavepoint::Wanted {
-            self.db.batch("SAVEPOINT frame")?;
-            self.frame = FrameSavepoint::Open;
-        }
         Ok(())
     }
-}
 
-impl DocStore for Store {
-    type Error = StorageError;
-
-    fn load_chunks(&mut self, document: &DocumentId) -> Result<Vec<Vec<u8>>, Self::Error> {
-        let rows = self.db.query(
-            "SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq",
-            params![document.to_string()],
-        )?;
-        let mut seqs = Vec::with_capacity(rows.len());
-        let mut chunks = Vec::with_capacity(rows.len());
-        for row in rows {
-            seqs.push(row.get::<i64>(0)?);
-            chunks.push(row.get::<Vec<u8>>(1)?);
+    /// Writes every held write into the open transaction (opening it if needed), in a few
+    /// statements whatever their number: owners and bindings, then snapshots with the chunks
+    /// they replace, then appended chunks, then the last sync state per document and peer.
+    fn write_pending(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        self.folded.insert(*document, seqs);
-        Ok(chunks)
-    }
-
-    fn append_changes(&mut self, document: &DocumentId, changes: &[u8]) -> Result<(), Self::Error> {
         self.begin()?;
-        let sql = if self.db.is_postgres() {
-            "INSERT INTO chunks (document_id, kind, data) VALUES (?1, 'incremental', ?2)
-             RETURNING seq"
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        self.frame_start = 0;
+
+        // Per document: the last snapshot (the only one written) and every chunk any of its
+        // snapshots replaces.
+        let mut last_snapshot: HashMap<DocumentId, usize> = HashMap::new();
+        let mut replaced: HashMap<DocumentId, Vec<i64>> = HashMap::new();
+        for (at, write) in pending.iter().enumerate() {
+            if let Pending::Snapshot {
+                document, replaces, ..
+            } = write
+            {
+                last_snapshot.insert(*document, at);
+                replaced
+                    .entry(*document)
+                    .or_default()
+                    .extend(replaces.iter().copied());
+            }
+        }
+
+        let mut claims = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut appends: Vec<(DocumentId, &[u8])> = Vec::new();
+        let mut states: HashMap<(DocumentId, &StorageId), &[u8]> = HashMap::new();
+        for (at, write) in pending.iter().enumerate() {
+            match write {
+                Pending::Claim {
+                    document,
+                    team,
+                    user,
+                    at_ms,
+                } => {
+                    claims.0.push(document.to_string());
+                    claims.1.push(team.clone());
+                    claims.2.push(user.clone());
+                    claims.3.push(*at_ms);
+                }
+                Pending::Bind { storage, user } => {
+                    self.db.execute(
+                        "INSERT INTO storage_owners (storage_id, user_id) VALUES (?1, ?2)",
+                        params![storage.as_str(), user],
+                    )?;
+                }
+                Pending::Append { document, data } => {
+                    // Folded into a later snapshot of this batch: not written.
+                    if last_snapshot.get(document).is_none_or(|&s| s < at) {
+                        appends.push((*document, data));
+                    }
+                }
+                Pending::SyncState {
+                    document,
+                    peer,
+                    state,
+                } => {
+                    states.insert((*document, peer), state);
+                }
+                Pending::Snapshot { .. } => {}
+            }
+        }
+        self.write_claims(claims)?;
+        for (document, at) in &last_snapshot {
+            let Pending::Snapshot { data, .. } = &pending[*at] else {
+                unreachable!("indexed as a snapshot")
+            };
+            let replaces = replaced.remove(document).unwrap_or_default();
+            self.write_snapshot(document, data, &replaces)?;
+        }
+        self.write_appends(&appends)?;
+        self.write_sync_states(&states)?;
+        Ok(())
+    }
+
+    fn write_claims(
+        &mut self,
+        (documents, teams, users, times): (Vec<String>, Vec<String>, Vec<String>, Vec<i64>),
+    ) -> Result<(), StorageError> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        // A document another instance claimed meanwhile fails the batch (primary key): its
+        // frames are not acknowledged, and the client syncs again against the stored owner.
+        if self.db.is_postgres() {
+            self.db.execute(
+                "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
+                 SELECT d, t, u, c FROM unnest(?1::TEXT[], ?2::TEXT[], ?3::TEXT[], ?4::BIGINT[])
+                     AS claim(d, t, u, c)",
+                params![
+                    Value::Texts(documents),
+                    Value::Texts(teams),
+                    Value::Texts(users),
+                    Value::Ints(times)
+                ],
+            )?;
         } else {
-            "INSERT INTO chunks (document_id, seq, kind, data)
-             VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
-                     'incremental', ?2)
-             RETURNING seq"
-        };
-        let seq: i64 = self
-            .db
-            .query_one(sql, params![document.to_string(), changes])?
-            .get(0)?;
-        self.folded.entry(*document).or_default().push(seq);
-        if self.postgres.is_some() {
-            self.notify.insert(*document);
+            for (((document, team), user), time) in
+                documents.iter().zip(&teams).zip(&users).zip(times)
+            {
+                self.db.execute(
+                    "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![document, team, user, time],
+                )?;
+            }
         }
         Ok(())
     }
 
-    fn replace_with_snapshot(
+    fn write_snapshot(
         &mut self,
         document: &DocumentId,
         snapshot: &[u8],
-    ) -> Result<(), Self::Error> {
-        self.begin()?;
+        replaces: &[i64],
+    ) -> Result<(), StorageError> {
         let id = document.to_string();
-        let folded = self.folded.remove(document).unwrap_or_default();
         // Only the chunks the snapshot was made from; whatever another instance appended
         // meanwhile stays after it.
-        for seq in &folded {
+        for seq in replaces {
             self.db.execute(
                 "DELETE FROM chunks WHERE document_id = ?1 AND seq = ?2",
                 params![id, *seq],
             )?;
         }
-        let seq: i64 = match folded.iter().max() {
+        let seq: i64 = match replaces.iter().max() {
             Some(last) => self
                 .db
                 .query_one(
@@ -631,9 +829,159 @@ impl DocStore for Store {
                 .get(0)?,
         };
         self.folded.insert(*document, vec![seq]);
-        if self.postgres.is_some() {
-            self.notify.insert(*document);
+        self.notify.insert(*document);
+        Ok(())
+    }
+
+    fn write_appends(&mut self, appends: &[(DocumentId, &[u8])]) -> Result<(), StorageError> {
+        if appends.is_empty() {
+            return Ok(());
         }
+        if self.db.is_postgres() {
+            let documents: Vec<String> = appends.iter().map(|(d, _)| d.to_string()).collect();
+            let data: Vec<Vec<u8>> = appends.iter().map(|(_, c)| c.to_vec()).collect();
+            let rows = self.db.query(
+                "INSERT INTO chunks (document_id, kind, data)
+                 SELECT d, 'incremental', c FROM unnest(?1::TEXT[], ?2::BYTEA[]) AS chunk(d, c)
+                 RETURNING seq, document_id",
+                params![Value::Texts(documents), Value::Blobs(data)],
+            )?;
+            for row in rows {
+                let seq: i64 = row.get(0)?;
+                let id: String = row.get(1)?;
+                let document =
+                    DocumentId::parse(&id).map_err(|_| StorageError::BadDocumentId(id))?;
+                self.folded.entry(document).or_default().push(seq);
+                self.notify.insert(document);
+            }
+        } else {
+            for (document, changes) in appends {
+                let seq: i64 = self
+                    .db
+                    .query_one(
+                        "INSERT INTO chunks (document_id, seq, kind, data)
+                         VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
+                                 'incremental', ?2)
+                         RETURNING seq",
+                        params![document.to_string(), *changes],
+                    )?
+                    .get(0)?;
+                self.folded.entry(*document).or_default().push(seq);
+                self.notify.insert(*document);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_sync_states(
+        &mut self,
+        states: &HashMap<(DocumentId, &StorageId), &[u8]>,
+    ) -> Result<(), StorageError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        if self.db.is_postgres() {
+            let mut documents = Vec::with_capacity(states.len());
+            let mut peers = Vec::with_capacity(states.len());
+            let mut data = Vec::with_capacity(states.len());
+            for ((document, peer), state) in states {
+                documents.push(document.to_string());
+                peers.push(peer.as_str().to_string());
+                data.push(state.to_vec());
+            }
+            self.db.execute(
+                "INSERT INTO sync_states (document_id, peer_storage_id, state)
+                 SELECT d, p, s FROM unnest(?1::TEXT[], ?2::TEXT[], ?3::BYTEA[]) AS state(d, p, s)
+                 ON CONFLICT (document_id, peer_storage_id) DO UPDATE SET state = excluded.state",
+                params![
+                    Value::Texts(documents),
+                    Value::Texts(peers),
+                    Value::Blobs(data)
+                ],
+            )?;
+        } else {
+            for ((document, peer), state) in states {
+                self.db.execute(
+                    "INSERT INTO sync_states (document_id, peer_storage_id, state) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (document_id, peer_storage_id) DO UPDATE SET state = excluded.state",
+                    params![document.to_string(), peer.as_str(), *state],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DocStore for Store {
+    type Error = StorageError;
+
+    fn load_chunks(&mut self, document: &DocumentId) -> Result<Vec<Vec<u8>>, Self::Error> {
+        let rows = self.db.query(
+            "SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq",
+            params![document.to_string()],
+        )?;
+        // The batch's own writes to it, not yet in the database: a snapshot takes the place
+        // of what it replaces, and appends follow.
+        let last_snapshot = self.pending.iter().rposition(
+            |write| matches!(write, Pending::Snapshot { document: d, .. } if d == document),
+        );
+        let mut replaced = std::collections::HashSet::new();
+        for write in &self.pending {
+            if let Pending::Snapshot {
+                document: d,
+                replaces,
+                ..
+            } = write
+                && d == document
+            {
+                replaced.extend(replaces.iter().copied());
+            }
+        }
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut chunks = Vec::with_capacity(rows.len() + 1);
+        if let Some(at) = last_snapshot
+            && let Pending::Snapshot { data, .. } = &self.pending[at]
+        {
+            chunks.push(data.clone());
+        }
+        for row in rows {
+            let seq = row.get::<i64>(0)?;
+            if !replaced.contains(&seq) {
+                seqs.push(seq);
+                chunks.push(row.get::<Vec<u8>>(1)?);
+            }
+        }
+        let after = last_snapshot.map_or(0, |at| at + 1);
+        for write in &self.pending[after..] {
+            if let Pending::Append { document: d, data } = write
+                && d == document
+            {
+                chunks.push(data.clone());
+            }
+        }
+        self.folded.insert(*document, seqs);
+        Ok(chunks)
+    }
+
+    fn append_changes(&mut self, document: &DocumentId, changes: &[u8]) -> Result<(), Self::Error> {
+        self.hold(Pending::Append {
+            document: *document,
+            data: changes.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn replace_with_snapshot(
+        &mut self,
+        document: &DocumentId,
+        snapshot: &[u8],
+    ) -> Result<(), Self::Error> {
+        let replaces = self.folded.get(document).cloned().unwrap_or_default();
+        self.hold(Pending::Snapshot {
+            document: *document,
+            data: snapshot.to_vec(),
+            replaces,
+        });
         Ok(())
     }
 
@@ -642,6 +990,17 @@ impl DocStore for Store {
         document: &DocumentId,
         peer: &StorageId,
     ) -> Result<Option<Vec<u8>>, Self::Error> {
+        let held = self.pending.iter().rev().find_map(|write| match write {
+            Pending::SyncState {
+                document: d,
+                peer: p,
+                state,
+            } if d == document && p == peer => Some(state.clone()),
+            _ => None,
+        });
+        if held.is_some() {
+            return Ok(held);
+        }
         Ok(self
             .db
             .query_opt(
@@ -658,12 +1017,11 @@ impl DocStore for Store {
         peer: &StorageId,
         state: &[u8],
     ) -> Result<(), Self::Error> {
-        self.begin()?;
-        self.db.execute(
-            "INSERT INTO sync_states (document_id, peer_storage_id, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT (document_id, peer_storage_id) DO UPDATE SET state = excluded.state",
-            params![document.to_string(), peer.as_str(), state],
-        )?;
+        self.hold(Pending::SyncState {
+            document: *document,
+            peer: peer.clone(),
+            state: state.to_vec(),
+        });
         Ok(())
     }
 
@@ -671,31 +1029,34 @@ impl DocStore for Store {
         let rows = self
             .db
             .query("SELECT DISTINCT document_id FROM chunks", params![])?;
-        let mut documents = Vec::new();
+        let mut documents = std::collections::BTreeSet::new();
         for row in rows {
             let id: String = row.get(0)?;
-            documents.push(DocumentId::parse(&id).map_err(|_| StorageError::BadDocumentId(id))?);
+            documents.insert(DocumentId::parse(&id).map_err(|_| StorageError::BadDocumentId(id))?);
         }
-        Ok(documents)
+        documents.extend(self.pending.iter().filter_map(Pending::chunk_document));
+        Ok(documents.into_iter().collect())
     }
 
     fn commit(&mut self) -> Result<(), Self::Error> {
-        self.frame = FrameSavepoint::None;
+        if let Some(error) = self.spill_error.take() {
+            return Err(error);
+        }
+        self.write_pending()?;
         let notify = std::mem::take(&mut self.notify);
         if self.in_transaction {
             // Delivered to the listeners when (and only if) the transaction commits.
-            if let Some((_, instance)) = &self.postgres {
-                for document in notify {
-                    let payload = format!("{instance} {document}");
-                    self.db.execute(
-                        "SELECT pg_notify('fieldnotes_documents', ?1)",
-                        params![payload],
-                    )?;
-                }
+            if let Some((_, instance)) = &self.postgres
+                && !notify.is_empty()
+            {
+                let payloads = notification_payloads(instance, &notify);
+                self.db.execute(
+                    "SELECT pg_notify('fieldnotes_documents', p) FROM unnest(?1::TEXT[]) AS n(p)",
+                    params![Value::Texts(payloads)],
+                )?;
             }
             // Whether COMMIT succeeds or not, the transaction is over: on
             // failure the database has rolled it back or we do so in rollback().
-            // COMMIT also releases the frame's savepoint.
             let result = self.db.batch("COMMIT");
             if result.is_ok() {
                 self.in_transaction = false;
@@ -711,24 +1072,27 @@ impl DocStore for Store {
             let _ = self.db.batch("ROLLBACK");
             self.in_transaction = false;
         }
-        self.frame = FrameSavepoint::None;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.frame_start = 0;
+        self.spill_error = None;
         self.notify.clear();
     }
 
     fn begin_frame(&mut self) {
-        if self.frame == FrameSavepoint::Open {
-            // The previous frame's writes join the batch. Fails only if the database already
-            // ended the transaction on its own, which the next write or the commit reports.
-            let _ = self.db.batch("RELEASE frame");
+        if self.pending_bytes > SPILL_BYTES
+            && let Err(error) = self.write_pending()
+        {
+            // Those writes are no longer held: the batch fails at its commit.
+            self.spill_error = Some(error);
         }
-        self.frame = FrameSavepoint::Wanted;
+        self.frame_start = self.pending.len();
     }
 
     fn undo_frame(&mut self) -> Result<(), Self::Error> {
-        let open = self.frame == FrameSavepoint::Open;
-        self.frame = FrameSavepoint::None;
-        if open {
-            self.db.batch("ROLLBACK TO frame; RELEASE frame")?;
+        // Spills happen only between frames, so the frame's writes are all still held.
+        for write in self.pending.drain(self.frame_start..) {
+            self.pending_bytes -= write.bytes();
         }
         Ok(())
     }
@@ -744,11 +1108,58 @@ mod tests {
 
     use crate::test_db::on_both_backends;
 
+    #[test]
+    fn notifications_carry_many_documents_each_and_stay_under_postgres_limit() {
+        let documents: std::collections::BTreeSet<DocumentId> = (0..1000u32)
+            .map(|n| {
+                let mut bytes = [0u8; 16];
+                bytes[..4].copy_from_slice(&n.to_be_bytes());
+                DocumentId::from_bytes(bytes)
+            })
+            .collect();
+        let payloads = notification_payloads("instance", &documents);
+        assert!(payloads.len() < 10, "{} notifications", payloads.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for payload in &payloads {
+            assert!(payload.len() < 8000);
+            let mut words = payload.split(' ');
+            assert_eq!(words.next(), Some("instance"));
+            for word in words {
+                seen.insert(DocumentId::parse(word).unwrap());
+            }
+        }
+        assert_eq!(seen, documents);
+        assert!(notification_payloads("instance", &Default::default()).is_empty());
+    }
+
+    /// The rows a claim and a binding refer to.
+    fn add_teams_and_user(store: &mut Store, teams: &[&str]) {
+        for team in teams {
+            store
+                .db
+                .execute(
+                    "INSERT INTO teams (id, name, created_at) VALUES (?1, ?1, 0)",
+                    params![*team],
+                )
+                .unwrap();
+        }
+        store
+            .db
+            .execute(
+                "INSERT INTO users (id, email, name, password_hash, created_at)
+                 VALUES ('user', 'user@example.com', 'User', 'x', 0)",
+                params![],
+            )
+            .unwrap();
+    }
+
     on_both_backends!(
         chunks_append_in_order_and_compact_into_one_snapshot,
         rollback_discards_the_batch,
         undo_frame_takes_back_only_the_last_frames_writes,
-        sync_states_upsert_per_document_and_peer
+        sync_states_upsert_per_document_and_peer,
+        a_batch_reads_the_writes_it_holds,
+        a_large_batch_spills_between_frames_and_still_undoes_and_rolls_back
     );
 
     #[test]
@@ -955,6 +1366,121 @@ mod tests {
         store.append_changes(&id(3), b"next batch").unwrap();
         store.commit().unwrap();
         assert_eq!(store.load_chunks(&id(3)).unwrap().len(), 1);
+    }
+
+    /// Writes wait for the commit, so every read inside the batch must see them as the
+    /// database will: a document unloaded and loaded again in one batch, a claim, a binding.
+    fn a_batch_reads_the_writes_it_holds(mut store: Store) {
+        add_teams_and_user(&mut store, &["team"]);
+        let peer = StorageId::from("phone");
+        store.append_changes(&id(1), b"a").unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.load_chunks(&id(1)).unwrap(), vec![b"a".to_vec()]);
+
+        store.begin_frame();
+        store.append_changes(&id(1), b"b").unwrap();
+        assert_eq!(
+            store.load_chunks(&id(1)).unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        store.replace_with_snapshot(&id(1), b"ab").unwrap();
+        store.append_changes(&id(1), b"c").unwrap();
+        assert_eq!(
+            store.load_chunks(&id(1)).unwrap(),
+            vec![b"ab".to_vec(), b"c".to_vec()]
+        );
+        // A second snapshot in the batch folds the first.
+        store.replace_with_snapshot(&id(1), b"abc").unwrap();
+        store.append_changes(&id(1), b"d").unwrap();
+        store.save_sync_state(&id(1), &peer, b"one").unwrap();
+        store.save_sync_state(&id(1), &peer, b"two").unwrap();
+        assert_eq!(
+            store.load_sync_state(&id(1), &peer).unwrap(),
+            Some(b"two".to_vec())
+        );
+        assert!(!store.has_document(&id(2)).unwrap());
+        store.append_changes(&id(2), b"x").unwrap();
+        assert!(store.has_document(&id(2)).unwrap());
+        assert_eq!(store.document_owner(&id(2)).unwrap(), None);
+        store.claim_document(&id(2), "team", "user", 5).unwrap();
+        assert_eq!(store.document_owner(&id(2)).unwrap(), Some("team".into()));
+        assert_eq!(store.storage_owner(&peer).unwrap(), None);
+        store.bind_storage(&peer, "user").unwrap();
+        assert_eq!(store.storage_owner(&peer).unwrap(), Some("user".into()));
+        let mut listed = store.list_documents().unwrap();
+        listed.sort();
+        assert_eq!(listed, vec![id(1), id(2)]);
+        store.commit().unwrap();
+
+        // The same, read back from the database.
+        assert_eq!(
+            store.load_chunks(&id(1)).unwrap(),
+            vec![b"abc".to_vec(), b"d".to_vec()]
+        );
+        assert_eq!(
+            store.load_sync_state(&id(1), &peer).unwrap(),
+            Some(b"two".to_vec())
+        );
+        assert_eq!(store.document_owner(&id(2)).unwrap(), Some("team".into()));
+        assert_eq!(store.storage_owner(&peer).unwrap(), Some("user".into()));
+        // And compaction still replaces exactly what it folded.
+        store.replace_with_snapshot(&id(1), b"abcd").unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.load_chunks(&id(1)).unwrap(), vec![b"abcd".to_vec()]);
+    }
+
+    fn a_large_batch_spills_between_frames_and_still_undoes_and_rolls_back(mut store: Store) {
+        let big = vec![7u8; SPILL_BYTES + 1];
+        store.begin_frame();
+        store.append_changes(&id(1), &big).unwrap();
+        // This frame's start writes the first frame into the open transaction.
+        store.begin_frame();
+        assert!(store.in_transaction && store.pending.is_empty());
+        store.append_changes(&id(1), b"undone").unwrap();
+        store.undo_frame().unwrap();
+        store.begin_frame();
+        store.append_changes(&id(1), b"kept").unwrap();
+        assert_eq!(
+            store.load_chunks(&id(1)).unwrap(),
+            vec![big.clone(), b"kept".to_vec()]
+        );
+        store.commit().unwrap();
+        assert_eq!(
+            store.load_chunks(&id(1)).unwrap(),
+            vec![big.clone(), b"kept".to_vec()]
+        );
+
+        store.begin_frame();
+        store.append_changes(&id(2), &big).unwrap();
+        store.begin_frame();
+        store.append_changes(&id(2), b"more").unwrap();
+        store.rollback();
+        assert!(store.load_chunks(&id(2)).unwrap().is_empty());
+    }
+
+    /// Two instances claim one new document in the same moment: the second batch fails whole
+    /// (nothing of it is stored), and the document keeps the first owner.
+    #[test]
+    fn postgres_a_claim_another_instance_made_first_fails_the_whole_batch() {
+        let database = crate::test_db::TestDatabase::new();
+        let mut first = Store::open_postgres(&database.url).unwrap();
+        let mut second = Store::open_postgres(&database.url).unwrap();
+        add_teams_and_user(&mut first, &["one", "two"]);
+        for (store, team) in [(&mut first, "one"), (&mut second, "two")] {
+            store.claim_document(&id(9), team, "user", 1).unwrap();
+            store.append_changes(&id(9), team.as_bytes()).unwrap();
+        }
+        second.append_changes(&id(8), b"same batch").unwrap();
+        first.commit().unwrap();
+        assert!(second.commit().is_err());
+        second.rollback();
+        assert_eq!(second.document_owner(&id(9)).unwrap(), Some("one".into()));
+        assert_eq!(second.load_chunks(&id(9)).unwrap(), vec![b"one".to_vec()]);
+        assert!(second.load_chunks(&id(8)).unwrap().is_empty());
+        // The next batch works.
+        second.append_changes(&id(8), b"next").unwrap();
+        second.commit().unwrap();
+        assert_eq!(first.load_chunks(&id(8)).unwrap(), vec![b"next".to_vec()]);
     }
 
     fn sync_states_upsert_per_document_and_peer(mut store: Store) {

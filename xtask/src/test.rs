@@ -86,20 +86,9 @@ pub fn all(options: &Options) -> Result<()> {
     )?;
     eprintln!("== end-to-end tests (fieldnotes-e2e), servers on PostgreSQL ==");
     let started = Instant::now();
-    // Known defect (issue #15): under the limits suite's two floods, the hub's commits to
-    // PostgreSQL on its one thread hold another member's acknowledgements for seconds on a
-    // loaded 2-core machine (p99 3 to 5 s; quiet p50 87 ms against 10 ms on SQLite). Those two
-    // tests run on SQLite above; on PostgreSQL they are left out by name until the commit path
-    // is fixed, and this line goes with that fix.
     run_command(
         cargo_in_root()
-            .args(["test", "-p", "fieldnotes-e2e", "--"])
-            .args([
-                "--skip",
-                "a_flood_on_every_front_leaves_another_member_syncing_and_memory_bounded",
-                "--skip",
-                "a_reader_that_never_reads_is_disconnected_and_memory_stays_bounded",
-            ])
+            .args(["test", "-p", "fieldnotes-e2e"])
             .env("FIELDNOTES_TEST_BACKEND", "postgres"),
     )?;
     eprintln!(

@@ -142,8 +142,10 @@ pub fn all(options: &Options) -> Result<()> {
     eprintln!("== Node tests, our server on SQLite ==");
     run_command(node.env("FIELDNOTES_TEST_BACKEND", "sqlite"))?;
     // The npm client's interop and the kill -9 durability check again on PostgreSQL (the
-    // browser journeys stay on SQLite: they test the web app, not the store).
-    eprintln!("== Node interop and crash tests, our server on PostgreSQL ==");
+    // browser journeys stay on SQLite: they test the web app, not the store), and two
+    // instances on one database (a file node's default pattern does not pick up, as it cannot
+    // run on SQLite).
+    eprintln!("== Node interop, crash and several-instance tests, our server on PostgreSQL ==");
     let started = Instant::now();
     run_command(
         Command::new("node")
@@ -155,10 +157,11 @@ pub fn all(options: &Options) -> Result<()> {
                 "--test-concurrency=1",
                 "interop.test.mjs",
                 "crash.test.mjs",
+                "instances-on-postgres.mjs",
             ]),
     )?;
     eprintln!(
-        "Node interop and crash tests on PostgreSQL passed in {:.0} s",
+        "Node interop, crash and several-instance tests on PostgreSQL passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 

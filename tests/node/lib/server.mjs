@@ -81,9 +81,20 @@ export function testDatabaseFor(dataDir) {
   return testDatabases.get(key).url
 }
 
+/**
+ * Makes `dataDir` use the PostgreSQL database of `existingDataDir`: a second instance of the same
+ * deployment (several `fieldnotes serve` on one database). PostgreSQL only; throws on SQLite.
+ */
+export function shareDatabase(existingDataDir, dataDir) {
+  const url = testDatabaseFor(existingDataDir)
+  if (!url) throw new Error("several instances need FIELDNOTES_TEST_BACKEND=postgres (`cargo xtask test` runs these on PostgreSQL)")
+  testDatabases.set(path.resolve(dataDir), testDatabases.get(path.resolve(existingDataDir)))
+  return url
+}
+
 /** Drop every database this process made (servers still connected are cut off). */
 function dropTestDatabases() {
-  for (const { name } of testDatabases.values()) {
+  for (const { name } of new Set(testDatabases.values())) {
     try {
       psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     } catch (e) {

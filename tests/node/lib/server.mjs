@@ -92,9 +92,15 @@ export function shareDatabase(existingDataDir, dataDir) {
   return url
 }
 
+/** Makes `dataDir`'s server and admin commands use the database at `url` (one the caller owns). */
+export function useDatabase(dataDir, url) {
+  testDatabases.set(path.resolve(dataDir), { name: null, url })
+}
+
 /** Drop every database this process made (servers still connected are cut off). */
 function dropTestDatabases() {
   for (const { name } of new Set(testDatabases.values())) {
+    if (!name) continue
     try {
       psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     } catch (e) {

@@ -1,0 +1,116 @@
+// PostgreSQL itself crashes (`pg_ctl restart -m immediate`) and restarts in the middle of a push
+// through two instances: nothing acknowledged may be lost, both instances must report not ready and
+// then ready again by themselves, and the push must complete.
+//
+// NOT YET IN THE TEST COMMAND: it reproduces an open defect (issue #15). In about two runs of three
+// here, 5 to 10 of the documents created just before the crash are never acknowledged: after the
+// client reconnects, the hub receives its first sync message for each of them and handles it
+// without error, and then nothing more arrives for them (forcing another reconnect does not help;
+// no chunk is stored, and nothing acknowledged is lost). The same happens with the server from
+// before this file was written. Once it also failed on "WebSocket was closed before the
+// connection was established", thrown in the test process by a reconnect during the restart. Run it with
+//   FIELDNOTES_TEST_BACKEND=postgres node --test postgres-restart-on-postgres.mjs
+// (from tests/node, after `cargo build -p fieldnotes-server`); it goes into `cargo xtask test`'s
+// PostgreSQL stage with the fix.
+import { test } from "node:test"
+import assert from "node:assert/strict"
+import * as A from "@automerge/automerge"
+import { decodeHeads } from "@automerge/automerge-repo"
+import { startServer, freshDataDir, defaultAuth, testBackend, useDatabase } from "./lib/server.mjs"
+import { startPrivateCluster } from "./lib/postgres.mjs"
+import { connectClient, pull, sleep, waitFor, waitAllAcked } from "./lib/client.mjs"
+import { accountSeed, editHandle, toJSON } from "./lib/accounts.mjs"
+
+if (testBackend() !== "postgres") {
+  throw new Error("postgres-restart-on-postgres.mjs needs FIELDNOTES_TEST_BACKEND=postgres")
+}
+
+async function healthz(server) {
+  try {
+    const response = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(2_000) })
+    return response.status
+  } catch {
+    return 0
+  }
+}
+
+const RESTART_TOTAL = 200
+const RESTART_AFTER_ACKED = 41
+
+test(`PostgreSQL crashes and restarts while a client pushes ${RESTART_TOTAL} documents: nothing acknowledged is lost and both instances recover by themselves`, { timeout: 240_000 }, async () => {
+  const cluster = await startPrivateCluster()
+  const firstDir = freshDataDir("fieldnotes-pgrestart-1-")
+  const secondDir = freshDataDir("fieldnotes-pgrestart-2-")
+  useDatabase(firstDir, cluster.url)
+  useDatabase(secondDir, cluster.url)
+  const first = await startServer({ dataDir: firstDir })
+  const second = await startServer({ dataDir: secondDir })
+  const { token } = await defaultAuth(first)
+  const pusher = await connectClient(first.wsUrl, { peerId: "restart-pusher", token, retryInterval: 500 })
+  const storageId = pusher.serverStorageId
+  const acked = new Map()
+  const handles = []
+  let ackedBeforeRestart = null
+  const onRemoteHeads = h => ({ storageId: sid, heads }) => {
+    if (sid !== storageId || !heads || heads.length === 0) return
+    const view = A.view(h.doc(), decodeHeads(heads))
+    acked.set(h.url, { heads, saved: A.save(view), json: toJSON(view) })
+  }
+  try {
+    let restarted = false
+    const notReadySeen = new Set()
+    for (let i = 0; i < RESTART_TOTAL; i++) {
+      const h = pusher.repo.create(accountSeed(i))
+      h.on("remote-heads", onRemoteHeads(h))
+      editHandle(h, i)
+      handles.push(h)
+      if (i % 10 === 9) await sleep(5)
+      if (!restarted && acked.size >= RESTART_AFTER_ACKED) {
+        restarted = true
+        // Everything acknowledged up to the crash is owed, at those heads.
+        ackedBeforeRestart = new Map(acked)
+        cluster.restart({ mode: "immediate" })
+        for (const server of [first, second]) if ((await healthz(server)) === 503) notReadySeen.add(server.url)
+      }
+    }
+    assert.ok(restarted, `the restart never triggered: ${acked.size} acknowledged`)
+    // Both instances notice by themselves and are ready again, with nobody restarting them.
+    const readyBy = Date.now() + 30_000
+    while ((await healthz(first)) !== 200 || (await healthz(second)) !== 200) {
+      assert.ok(Date.now() < readyBy, "both instances ready again within 30 s")
+      await sleep(100)
+    }
+    // The push completes through the same instance: the client reconnects on its own.
+    await waitAllAcked(handles, storageId, 90_000)
+    console.log(`# acknowledged before the crash: ${ackedBeforeRestart.size}; not ready seen on ${notReadySeen.size} of 2; all ${handles.length} acknowledged in the end`)
+  } finally {
+    await pusher.close({ settleMs: 0 })
+  }
+  try {
+    const puller = await connectClient(second.wsUrl, { peerId: "restart-puller", token })
+    const lost = []
+    try {
+      for (const [url, want] of ackedBeforeRestart) {
+        try {
+          const h = await pull(puller.repo, url, { timeoutMs: 10_000 })
+          const hex = decodeHeads(want.heads)
+          await waitFor(() => A.getMissingDeps(h.doc(), hex).length === 0, 10_000, `${url} at its acknowledged heads`)
+          assert.ok(Buffer.from(A.save(A.view(h.doc(), hex))).equals(Buffer.from(want.saved)), `${url} byte-identical`)
+        } catch (e) {
+          lost.push(`${url}: ${e.message}`)
+        }
+      }
+      for (const h of handles) {
+        const got = await pull(puller.repo, h.url, { timeoutMs: 10_000, expectHeads: h.heads() })
+        assert.deepEqual(toJSON(got.doc()), toJSON(h.doc()), `${h.url} complete on the other instance`)
+      }
+    } finally {
+      await puller.close({ settleMs: 0 })
+    }
+    assert.deepEqual(lost, [], `${lost.length}/${ackedBeforeRestart.size} documents acknowledged before the crash were lost:\n${lost.slice(0, 10).join("\n")}`)
+  } finally {
+    await first.stop()
+    await second.stop()
+    cluster.stop()
+  }
+})

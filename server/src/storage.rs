@@ -426,23 +426,27 @@ impl Store {
         Ok(store)
     }
 
-    fn migrate_postgres(db: &mut Db) -> Result<(), StorageError> {
-        // `CREATE … IF NOT EXISTS` on every start would log a notice per table.
-        db.batch("SET client_min_messages = warning")?;
-        db.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+    /// PostgreSQL: a database a newer server has migrated is not ours to write.
+    fn refuse_a_newer_schema(db: &mut Db) -> Result<(), StorageError> {
         let found: Option<i64> = db
             .query_opt("SELECT max(version) FROM schema_version", params![])?
             .map(|row| row.get::<Option<i64>>(0))
             .transpose()?
             .flatten();
-        if let Some(found) = found
-            && found > SCHEMA_VERSION
-        {
-            return Err(StorageError::SchemaTooNew {
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StorageError::SchemaTooNew {
                 found,
                 supported: SCHEMA_VERSION,
-            });
+            }),
+            _ => Ok(()),
         }
+    }
+
+    fn migrate_postgres(db: &mut Db) -> Result<(), StorageError> {
+        // `CREATE … IF NOT EXISTS` on every start would log a notice per table.
+        db.batch("SET client_min_messages = warning")?;
+        db.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        Self::refuse_a_newer_schema(db)?;
         db.transaction(|db| {
             db.batch(POSTGRES_SCHEMA)?;
             db.execute("DELETE FROM schema_version", params![])?;
@@ -509,11 +513,23 @@ impl Store {
         if !lost || self.in_transaction || !self.pending.is_empty() {
             return;
         }
-        match PgConnection::connect(url) {
-            Ok(connection) => {
+        let connected = PgConnection::connect(url)
+            .map_err(StorageError::from)
+            .and_then(|connection| {
+                let mut db = Db::Postgres(Box::new(connection));
+                // A newer server may have migrated the database while this one was cut off.
+                Self::refuse_a_newer_schema(&mut db)?;
+                Ok(db)
+            });
+        match connected {
+            Ok(db) => {
                 tracing::info!("reconnected to the database");
-                self.db = Db::Postgres(Box::new(connection));
+                self.db = db;
             }
+            Err(error @ StorageError::SchemaTooNew { .. }) => tracing::error!(
+                %error,
+                "the database was migrated by a newer server; this instance acknowledges nothing until it is upgraded"
+            ),
             Err(error) => tracing::warn!(%error, "the database is unreachable; retrying"),
         }
     }

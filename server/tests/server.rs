@@ -621,22 +621,7 @@ async fn on_postgres_healthz_is_not_ready_while_the_connection_is_lost_and_recov
     let database = fieldnotes_server::test_db::TestDatabase::new();
     let server = Server::start(postgres_options(&database.url)).await;
     assert_eq!(server.get("/healthz").await.0, 200);
-    let (admin, name) = (
-        fieldnotes_server::test_db::admin_url(),
-        database.url.rsplit('/').next().unwrap().to_owned(),
-    );
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-        client
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&name],
-            )
-            .unwrap();
-    })
-    .join()
-    .unwrap();
+    cut_connections(&database.url);
     let mut seen = Vec::new();
     for _ in 0..50 {
         let status = server.get("/healthz").await.0;
@@ -653,6 +638,77 @@ async fn on_postgres_healthz_is_not_ready_while_the_connection_is_lost_and_recov
     let mut alice = TestClient::connect(&server, "alice").await;
     alice.edit(id, "customer", "After the cut").await;
     alice.wait_synced(id).await;
+    server.stop().await;
+}
+
+/// One statement on a plain connection (no store: it would refuse a newer schema).
+fn run_sql(url: &str, sql: &'static str) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.batch_execute(sql).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// Ends every connection to the database (as a PostgreSQL restart or a network cut would).
+fn cut_connections(url: &str) {
+    let (admin, name) = (
+        fieldnotes_server::test_db::admin_url(),
+        url.rsplit('/').next().unwrap().to_owned(),
+    );
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// An instance cut off while a newer server migrated the database does not go back to writing
+/// it when it reconnects: it stays not ready, and is ready again once the schema is one it
+/// knows.
+#[tokio::test]
+async fn on_postgres_an_instance_that_reconnects_to_a_newer_schema_stays_not_ready() {
+    let database = fieldnotes_server::test_db::TestDatabase::new();
+    let server = Server::start(postgres_options(&database.url)).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+    run_sql(
+        &database.url,
+        "UPDATE schema_version SET version = version + 100",
+    );
+    cut_connections(&database.url);
+    let mut waited = 0;
+    while server.get("/healthz").await.0 != 503 {
+        waited += 1;
+        assert!(waited < 50, "not ready once cut off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            server.get("/healthz").await.0,
+            503,
+            "an instance must not use a database a newer server migrated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run_sql(
+        &database.url,
+        "UPDATE schema_version SET version = version - 100",
+    );
+    let mut waited = 0;
+    while server.get("/healthz").await.0 != 200 {
+        waited += 1;
+        assert!(waited < 50, "ready again once the schema is one it knows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await;
 }
 

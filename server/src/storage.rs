@@ -833,16 +833,7 @@ impl Store {
                     params![id, snapshot],
                 )?
                 .get(0)?,
-            None => self
-                .db
-                .query_one(
-                    "INSERT INTO chunks (document_id, seq, kind, data)
-                     VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
-                             'snapshot', ?2)
-                     RETURNING seq",
-                    params![id, snapshot],
-                )?
-                .get(0)?,
+            None => self.sqlite_insert_chunk(document, "snapshot", snapshot)?,
         };
         self.folded.insert(*document, vec![seq]);
         self.notify.insert(*document);
@@ -872,21 +863,31 @@ impl Store {
             }
         } else {
             for (document, changes) in appends {
-                let seq: i64 = self
-                    .db
-                    .query_one(
-                        "INSERT INTO chunks (document_id, seq, kind, data)
-                         VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
-                                 'incremental', ?2)
-                         RETURNING seq",
-                        params![document.to_string(), *changes],
-                    )?
-                    .get(0)?;
+                let seq = self.sqlite_insert_chunk(document, "incremental", changes)?;
                 self.folded.entry(*document).or_default().push(seq);
                 self.notify.insert(*document);
             }
         }
         Ok(())
+    }
+
+    /// SQLite: a chunk after the document's last one (`seq` is counted per document there).
+    fn sqlite_insert_chunk(
+        &mut self,
+        document: &DocumentId,
+        kind: &str,
+        data: &[u8],
+    ) -> Result<i64, StorageError> {
+        Ok(self
+            .db
+            .query_one(
+                "INSERT INTO chunks (document_id, seq, kind, data)
+                 VALUES (?1, COALESCE((SELECT MAX(seq) FROM chunks WHERE document_id = ?1), 0) + 1,
+                         ?2, ?3)
+                 RETURNING seq",
+                params![document.to_string(), kind, data],
+            )?
+            .get(0)?)
     }
 
     fn write_sync_states(

@@ -7,7 +7,6 @@
 import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
-import net from "node:net"
 import { chromium } from "playwright-core"
 import { spawn } from "node:child_process"
 import { createTeamWithUsers, freshDataDir, ourBinary, startServer, WORKSPACE_ROOT } from "../lib/server.mjs"
@@ -36,17 +35,7 @@ export function checkChromium() {
   }
 }
 
-/** A free TCP port on 127.0.0.1, so a restarted server can come back on the same address. */
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from "../lib/server.mjs"
 
 /** Our server serving the web app; `port` fixed so devices reconnect after a restart. */
 export async function startAppServer({ dataDir, port, webDirOverride } = {}) {

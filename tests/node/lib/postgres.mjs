@@ -4,9 +4,9 @@
 // Debian's postgresql when they are).
 import { execFileSync } from "node:child_process"
 import fs from "node:fs"
-import net from "node:net"
 import os from "node:os"
 import path from "node:path"
+import { freePort } from "./server.mjs"
 
 /** A PostgreSQL program: on the PATH, or in Debian's versioned folder. */
 function tool(name) {
@@ -19,17 +19,6 @@ function tool(name) {
     : []
   if (found.length === 0) throw new Error(`${name} not found: PostgreSQL's programs are missing (Debian: apt-get install postgresql)`)
   return found[found.length - 1]
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Starts a cluster; resolves to { url, restart({ mode }), stop() }. */

@@ -4,6 +4,7 @@
 import { execFileSync, spawn } from "node:child_process"
 import crypto from "node:crypto"
 import fs from "node:fs"
+import net from "node:net"
 import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -121,6 +122,18 @@ function ourEnv() {
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" }
   if (testBackend() === "sqlite") delete env.FIELDNOTES_DATABASE
   return env
+}
+
+/** A free TCP port on 127.0.0.1, so a restarted server can come back on the same address. */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
 }
 
 export function freshDataDir(prefix = "fieldnotes-e2e-") {

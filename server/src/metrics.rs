@@ -183,6 +183,12 @@ impl Metrics {
             hub.panics_caught + self.hub_thread_panics.load(Ordering::Relaxed),
         );
         metric(
+            "fieldnotes_automerge_panics_refused_total",
+            "counter",
+            "Sync messages automerge panicked on while applying them, refused as bad data.",
+            hub.automerge_panics_refused,
+        );
+        metric(
             "fieldnotes_password_hashes_total",
             "counter",
             "Password hashes and verifications computed.",

@@ -24,6 +24,10 @@
 //! what applying the message would. Panics it catches are expected: [`quiet_trial_panics`]
 //! keeps them out of the process's panic output.
 //!
+//! What a chunk alone cannot show is checked where the message meets the document: the hub
+//! applies it under [`trial`] too, and [`faithful_changes_since`] checks that what it added
+//! comes out of automerge again under the hashes it arrived with.
+//!
 //! **Invariant:** linear in the input: every loop consumes input or stops at a limit.
 
 use std::cell::Cell;
@@ -190,14 +194,22 @@ pub fn quiet_trial_panics() {
     }));
 }
 
+/// Runs `work` (automerge on input that may be hostile) with its panics caught and kept out of
+/// the panic output: `None` if it panicked.
+pub(crate) fn trial<T>(work: impl FnOnce() -> T) -> Option<T> {
+    IN_TRIAL.with(|flag| flag.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(work));
+    IN_TRIAL.with(|flag| flag.set(false));
+    outcome.ok()
+}
+
 /// Decodes one chunk that passed the walk with automerge itself, alone.
 fn trial_decode(kind: u8, chunk: &[u8]) -> Result<(), Refusal> {
     let what = match kind {
         CHUNK_DOCUMENT => "document",
         _ => "change",
     };
-    IN_TRIAL.with(|flag| flag.set(true));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match kind {
+    let decoded = trial(|| match kind {
         CHUNK_DOCUMENT => automerge::Automerge::load_with_options(
             chunk,
             automerge::LoadOptions::new()
@@ -206,12 +218,49 @@ fn trial_decode(kind: u8, chunk: &[u8]) -> Result<(), Refusal> {
         )
         .is_ok(),
         _ => automerge::Change::try_from(chunk).is_ok(),
-    }));
-    IN_TRIAL.with(|flag| flag.set(false));
-    match outcome {
-        Ok(true) => Ok(()),
-        Ok(false) | Err(_) => Err(Refusal::Undecodable(what)),
+    });
+    match decoded {
+        Some(true) => Ok(()),
+        Some(false) | None => Err(Refusal::Undecodable(what)),
     }
+}
+
+/// The changes `doc` gained since `before`, encoded for the store, if automerge reproduces
+/// each of them exactly; `None` if it does not.
+///
+/// automerge 0.12 keeps no change's bytes: it keeps operations and encodes a change again
+/// when asked for it. A change whose bytes pass every check can still hold what the operation
+/// set cannot keep (a `pred` naming an operation that never existed, found by the fuzzer), so
+/// it comes out again with other bytes and another hash. Stored so, it would make the
+/// document's heads after a reload differ from the heads the hub acknowledged, and every later
+/// change of the sender would wait forever for a dependency the store does not have. So the
+/// hub compares the hashes the change graph recorded on arrival with the hashes of the
+/// changes encoded again, and refuses the message (rebuilding the document from the store)
+/// when they differ. automerge's own debug build makes the same comparison and panics on a
+/// difference, which [`trial`] turns into the same `None`.
+pub fn faithful_changes_since(
+    doc: &automerge::Automerge,
+    before: &[automerge::ChangeHash],
+) -> Option<Vec<u8>> {
+    trial(|| {
+        let mut arrived: Vec<automerge::ChangeHash> = doc
+            .get_changes_meta(before)
+            .into_iter()
+            .map(|meta| meta.hash)
+            .collect();
+        let changes = doc.get_changes(before);
+        let mut encoded: Vec<automerge::ChangeHash> =
+            changes.iter().map(automerge::Change::hash).collect();
+        arrived.sort_unstable();
+        encoded.sort_unstable();
+        (arrived == encoded).then(|| {
+            changes
+                .iter()
+                .flat_map(|change| change.raw_bytes().iter().copied())
+                .collect()
+        })
+    })
+    .flatten()
 }
 
 fn hashes(input: &mut Input<'_>, limit: usize, what: &'static str) -> Result<(), Refusal> {

@@ -533,3 +533,94 @@ fn a_document_id_of_two_hundred_thousand_characters_is_refused_at_once() {
         Some(CloseReason::Protocol(ProtocolViolation::InvalidMessage(_)))
     ));
 }
+
+/// A sync message carrying `change` alone, announcing it as the sender's head.
+fn message_with(mut change: automerge::Change) -> Vec<u8> {
+    sync::Message {
+        heads: vec![change.hash()],
+        need: vec![],
+        have: vec![],
+        changes: vec![change.bytes().into_owned()].into(),
+        flags: None,
+        version: sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
+/// Dana's document on the hub, and a change on top of her last one to craft from.
+fn dana_and_a_change_to_craft() -> (
+    Hub<MemoryStore, fieldnotes_sync::AllowAll>,
+    Peer,
+    automerge::ExpandedChange,
+) {
+    let mut hub = Hub::new(MemoryStore::new(), config());
+    let mut dana = Peer::join(&mut hub, "dana", 1);
+    dana.set_name("Draft Depot");
+    dana.sync_up(&mut hub, doc_id(1));
+    let base = dana.doc.get_last_local_change().unwrap().clone();
+    let mut next = automerge::ExpandedChange::from(&base);
+    next.seq += 1;
+    next.start_op = next.start_op.saturating_add(1);
+    next.deps = vec![base.hash()];
+    next.hash = None;
+    (hub, dana, next)
+}
+
+/// The hub refused `frame` from dana as bad automerge data, stored nothing of it, and still
+/// serves the document as it was.
+fn assert_refused_and_nothing_stored(
+    hub: &mut Hub<MemoryStore, fieldnotes_sync::AllowAll>,
+    dana: &mut Peer,
+    frame: Vec<u8>,
+) {
+    let acknowledged = dana.doc.get_heads();
+    hub.handle_frame(dana.connection, &sync_frame("dana", doc_id(1), frame), 0);
+    let effects = hub.finish_batch();
+    assert!(matches!(
+        sends_to(&effects, dana.connection)[..],
+        [Message::Error(_)]
+    ));
+    assert_eq!(
+        close_of(&effects, dana.connection),
+        Some(CloseReason::Protocol(
+            ProtocolViolation::InvalidAutomergeData
+        ))
+    );
+    assert_eq!(hub.counters().panics_caught, 0);
+    let chunks = hub.store_mut().load_chunks(&doc_id(1)).unwrap();
+    let stored = Automerge::load(&chunks.concat()).unwrap();
+    assert_eq!(stored.get_heads(), acknowledged);
+
+    // A newcomer gets the document as it was, at the heads the hub had acknowledged.
+    let mut mia = Peer::join(hub, "mia", 2);
+    mia.sync_up(hub, doc_id(1));
+    assert_eq!(mia.doc.get_heads(), acknowledged);
+    assert_eq!(mia.name().as_deref(), Some("Draft Depot"));
+}
+
+#[test]
+fn a_change_automerge_cannot_reproduce_is_refused_and_nothing_of_it_is_stored() {
+    // Found by the fuzzer: a change whose put names, as the operation it overwrites, one that
+    // never existed. Every byte checks out, automerge applies it, but it keeps no change's
+    // bytes and encodes this one again without that `pred`, under another hash. The hub
+    // acknowledged the arriving hash and stored the other (automerge's debug build panicked
+    // there instead); after a reload its heads were not those it acknowledged.
+    let (mut hub, mut dana, mut change) = dana_and_a_change_to_craft();
+    let actor = change.actor_id.clone();
+    change.operations[0].pred = vec![automerge::legacy::OpId::new(999, &actor)].into();
+    let frame = message_with(automerge::Change::from(change));
+    assert_refused_and_nothing_stored(&mut hub, &mut dana, frame);
+    assert_eq!(hub.counters().automerge_panics_refused, 0);
+}
+
+#[test]
+fn a_change_by_an_actor_the_document_never_met_is_refused_and_nothing_of_it_is_stored() {
+    // Found by the fuzzer: a second change of an actor whose first the document never had.
+    // automerge adds an actor on its first change only and unwrapped the missing one halfway
+    // through applying this; the hub caught the panic but closed the sender as a server fault.
+    let (mut hub, mut dana, mut change) = dana_and_a_change_to_craft();
+    change.actor_id = automerge::ActorId::from(&[7u8; 16][..]);
+    let frame = message_with(automerge::Change::from(change));
+    assert_refused_and_nothing_stored(&mut hub, &mut dana, frame);
+    assert_eq!(hub.counters().automerge_panics_refused, 1);
+}

@@ -82,6 +82,10 @@ pub struct HubCounters {
     pub panics_caught: u64,
     /// Sync messages [`crate::guard`] refused before automerge saw them.
     pub sync_messages_refused: u64,
+    /// Sync messages automerge panicked on while applying them, refused as bad data: the
+    /// document was rebuilt from the store and the sender closed, as for any change automerge
+    /// rejects.
+    pub automerge_panics_refused: u64,
     /// Connections closed for opening more documents than they may.
     pub open_document_limit_hits: u64,
     /// Ephemeral messages dropped for coming faster than a connection may send them.

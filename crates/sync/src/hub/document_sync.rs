@@ -349,11 +349,15 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             return Err(Handled);
         };
         let before = loaded.doc.get_heads();
-        if loaded
-            .doc
-            .receive_sync_message(&mut peer.state, sync_message)
-            .is_err()
-        {
+        // What the guard cannot see (an operation on an actor the document never met, found
+        // by the fuzzer) automerge may only notice by panicking halfway through applying it:
+        // that is bad data too, and the document is rebuilt from the store either way.
+        let doc = &mut loaded.doc;
+        let applied = guard::trial(|| doc.receive_sync_message(&mut peer.state, sync_message));
+        if !matches!(applied, Some(Ok(()))) {
+            if applied.is_none() {
+                self.counters.automerge_panics_refused += 1;
+            }
             self.rebuild_after_bad_data(connection, document_id);
             self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
             return Err(Handled);
@@ -369,7 +373,11 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         if loaded.doc.get_heads() == before {
             return Ok(false);
         }
-        let changes = loaded.doc.save_after(&before);
+        let Some(changes) = guard::faithful_changes_since(&loaded.doc, &before) else {
+            self.rebuild_after_bad_data(connection, document_id);
+            self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
+            return Err(Handled);
+        };
         if let Err(error) = self.store.append_changes(&document_id, &changes) {
             return Err(self.failed(connection, StorageFailure::store(error)));
         }

@@ -2,16 +2,12 @@
 // through two instances: nothing acknowledged may be lost, both instances must report not ready and
 // then ready again by themselves, and the push must complete.
 //
-// NOT YET IN THE TEST COMMAND: it reproduces an open defect (issue #15). In about two runs of three
-// here, 5 to 10 of the documents created just before the crash are never acknowledged: after the
-// client reconnects, the hub receives its first sync message for each of them and handles it
-// without error, and then nothing more arrives for them (forcing another reconnect does not help;
-// no chunk is stored, and nothing acknowledged is lost). The same happens with the server from
-// before this file was written. Once it also failed on "WebSocket was closed before the
-// connection was established", thrown in the test process by a reconnect during the restart. Run it with
+// Run by `cargo xtask test`'s PostgreSQL stage; alone, from tests/node after `cargo build -p
+// fieldnotes-server`:
 //   FIELDNOTES_TEST_BACKEND=postgres node --test postgres-restart-on-postgres.mjs
-// (from tests/node, after `cargo build -p fieldnotes-server`); it goes into `cargo xtask test`'s
-// PostgreSQL stage with the fix.
+// It once failed in two runs of three: documents created just before the crash were never
+// acknowledged, because the npm adapter threw on a closing socket inside automerge-repo's update
+// (see `AuthWebSocketClientAdapter.send` in lib/client.mjs).
 import { test } from "node:test"
 import assert from "node:assert/strict"
 import * as A from "@automerge/automerge"

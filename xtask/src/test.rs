@@ -142,9 +142,9 @@ pub fn all(options: &Options) -> Result<()> {
     eprintln!("== Node tests, our server on SQLite ==");
     run_command(node.env("FIELDNOTES_TEST_BACKEND", "sqlite"))?;
     // The npm client's interop and the kill -9 durability check again on PostgreSQL (the
-    // browser journeys stay on SQLite: they test the web app, not the store), and two
-    // instances on one database (a file node's default pattern does not pick up, as it cannot
-    // run on SQLite).
+    // browser journeys stay on SQLite: they test the web app, not the store), two instances on
+    // one database, and PostgreSQL itself crashing under a push (files node's default pattern
+    // does not pick up, as they cannot run on SQLite).
     eprintln!("== Node interop, crash and several-instance tests, our server on PostgreSQL ==");
     let started = Instant::now();
     run_command(
@@ -158,6 +158,7 @@ pub fn all(options: &Options) -> Result<()> {
                 "interop.test.mjs",
                 "crash.test.mjs",
                 "instances-on-postgres.mjs",
+                "postgres-restart-on-postgres.mjs",
             ]),
     )?;
     eprintln!(

@@ -130,6 +130,18 @@ export class AuthWebSocketClientAdapter extends WebSocketClientAdapter {
     super.peerCandidate(remotePeerId, peerMetadata)
   }
 
+  // The stock adapter throws when the socket is closing. automerge-repo sends its reply from
+  // inside the handle's update, so a server message that arrives just before a close (the
+  // server's reply to one batch, then the close of the next, which failed) threw there and
+  // left that handle holding an outdated document: every later message for it failed with
+  // "Attempting to change an outdated document" and the document never synced again in that
+  // session. A closing socket is a disconnected one: drop the message, as the stock adapter does
+  // for no socket; the sync states are reset on the reconnect and automerge sends it again.
+  send(message) {
+    if (this.socket && this.socket.readyState !== WebSocket.OPEN) return
+    super.send(message)
+  }
+
   disconnect() {
     this.#stopped = true
     clearInterval(this.#retryTimer)

@@ -38,7 +38,7 @@ pub enum Kind {
 pub enum DbError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", postgres_text(.0))]
     Postgres(#[from] postgres::Error),
     #[error("database error: column {column} is not {expected}")]
     Type {
@@ -47,6 +47,24 @@ pub enum DbError {
     },
     #[error("database error: the query returned no row")]
     NoRow,
+}
+
+/// What PostgreSQL said, with its code (the `postgres` crate's own text is only "db error").
+fn postgres_text(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(": ");
+                text.push_str(detail);
+            }
+            text
+        }
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
 }
 
 impl DbError {

@@ -291,9 +291,24 @@ pub async fn run(
     Ok(())
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// The log filter: `RUST_LOG`, or `info`. automerge's own spans are kept at `warn` unless
+/// `RUST_LOG` names automerge: it opens an INFO span on every `load_changes` that formats the
+/// whole change graph (every hash in hex) as a field, which cost about a sixth of the server's
+/// CPU under live load, for a span nobody reads.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let directives = rust_log.unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if directives.contains("automerge") {
+        filter
+    } else {
+        filter.add_directive("automerge=warn".parse().expect("a valid directive"))
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = log_filter(rust_log.as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -371,4 +386,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(%address, data_dir = %args.data_dir.display(), "serving");
     run(listener, state, shutdown_signal()).await
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    #[test]
+    fn automerge_spans_stay_off_unless_rust_log_asks_for_them() {
+        for rust_log in [None, Some("info"), Some("debug,tower_http=warn")] {
+            let filter = log_filter(rust_log).to_string();
+            assert!(filter.contains("automerge=warn"), "{rust_log:?}: {filter}");
+        }
+        let asked = log_filter(Some("info,automerge=trace")).to_string();
+        assert!(!asked.contains("automerge=warn"), "{asked}");
+        assert!(asked.contains("automerge=trace"), "{asked}");
+    }
 }

@@ -223,6 +223,8 @@ pub enum StorageError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("stored document id {0:?} is not a document id")]
     BadDocumentId(String),
+    #[error("document {0} was claimed by another team first")]
+    ClaimedByAnotherTeam(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
@@ -772,20 +774,42 @@ impl Store {
         if documents.is_empty() {
             return Ok(());
         }
-        // A document another instance claimed meanwhile fails the batch (primary key): its
-        // frames are not acknowledged, and the client syncs again against the stored owner.
+        // In document order, so that two instances claiming overlapping documents wait for
+        // each other's row locks in the same order instead of deadlocking.
+        let mut order: Vec<usize> = (0..documents.len()).collect();
+        order.sort_by(|a, b| documents[*a].cmp(&documents[*b]));
+        let documents: Vec<String> = order.iter().map(|i| documents[*i].clone()).collect();
+        let teams: Vec<String> = order.iter().map(|i| teams[*i].clone()).collect();
+        let users: Vec<String> = order.iter().map(|i| users[*i].clone()).collect();
+        let times: Vec<i64> = order.iter().map(|i| times[*i]).collect();
+        // Another instance may have claimed one of these documents meanwhile (two phones of a
+        // team pushing a new account through two instances at once). For the same team that
+        // changes nothing: the first claim stands. For another team the batch fails: its frames
+        // are not acknowledged, and the client syncs again against the stored owner. The
+        // check is a statement of its own, so that it sees a claim another instance committed
+        // while this insert waited for it.
         if self.db.is_postgres() {
             self.db.execute(
                 "INSERT INTO document_owners (document_id, team_id, claimed_by, claimed_at)
                  SELECT d, t, u, c FROM unnest(?1::TEXT[], ?2::TEXT[], ?3::TEXT[], ?4::BIGINT[])
-                     AS claim(d, t, u, c)",
+                     AS claim(d, t, u, c)
+                 ON CONFLICT (document_id) DO NOTHING",
                 params![
-                    Value::Texts(documents),
-                    Value::Texts(teams),
+                    Value::Texts(documents.clone()),
+                    Value::Texts(teams.clone()),
                     Value::Texts(users),
                     Value::Ints(times)
                 ],
             )?;
+            let taken = self.db.query(
+                "SELECT o.document_id FROM document_owners o
+                 JOIN unnest(?1::TEXT[], ?2::TEXT[]) AS claim(d, t) ON o.document_id = claim.d
+                 WHERE o.team_id <> claim.t",
+                params![Value::Texts(documents), Value::Texts(teams)],
+            )?;
+            if let Some(row) = taken.first() {
+                return Err(StorageError::ClaimedByAnotherTeam(row.get(0)?));
+            }
         } else {
             for (((document, team), user), time) in
                 documents.iter().zip(&teams).zip(&users).zip(times)
@@ -1478,7 +1502,7 @@ mod tests {
     /// Two instances claim one new document in the same moment: the second batch fails whole
     /// (nothing of it is stored), and the document keeps the first owner.
     #[test]
-    fn postgres_a_claim_another_instance_made_first_fails_the_whole_batch() {
+    fn postgres_a_claim_another_instance_made_first_for_another_team_fails_the_whole_batch() {
         let database = crate::test_db::TestDatabase::new();
         let mut first = Store::open_postgres(&database.url).unwrap();
         let mut second = Store::open_postgres(&database.url).unwrap();
@@ -1498,6 +1522,28 @@ mod tests {
         second.append_changes(&id(8), b"next").unwrap();
         second.commit().unwrap();
         assert_eq!(first.load_chunks(&id(8)).unwrap(), vec![b"next".to_vec()]);
+    }
+
+    #[test]
+    fn postgres_a_claim_another_instance_made_first_for_the_same_team_stands_and_both_keep_their_changes()
+     {
+        // Two phones of one team pushing a new account through two instances at once: before,
+        // the second commit failed on the primary key and every connection of its batch was
+        // closed (found by the live-sockets benchmark).
+        let database = crate::test_db::TestDatabase::new();
+        let mut first = Store::open_postgres(&database.url).unwrap();
+        let mut second = Store::open_postgres(&database.url).unwrap();
+        add_teams_and_user(&mut first, &["one"]);
+        for (store, data) in [(&mut first, b"first"), (&mut second, b"other")] {
+            store.claim_document(&id(9), "one", "user", 1).unwrap();
+            store.append_changes(&id(9), data).unwrap();
+        }
+        first.commit().unwrap();
+        second.commit().unwrap();
+        assert_eq!(second.document_owner(&id(9)).unwrap(), Some("one".into()));
+        let mut stored = first.load_chunks(&id(9)).unwrap();
+        stored.sort();
+        assert_eq!(stored, vec![b"first".to_vec(), b"other".to_vec()]);
     }
 
     fn sync_states_upsert_per_document_and_peer(mut store: Store) {

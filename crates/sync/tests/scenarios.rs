@@ -1363,3 +1363,45 @@ fn a_failed_read_mid_message_leaves_no_document_loaded() {
     assert_eq!(net.hub.connection_count(), 0);
     assert_eq!(net.hub.counters().storage_failures, 1);
 }
+
+#[test]
+fn a_join_in_a_batch_that_could_not_be_stored_is_closed_not_left_waiting() {
+    // Found by the live-sockets benchmark on two PostgreSQL instances: a batch failed (another
+    // instance had claimed a document first) and every send of it was dropped, the `peer`
+    // answering a `join` of the same batch included; that socket was not closed, so it waited
+    // for an answer until the client gave up.
+    let store = MemoryStore::new();
+    let mut hub = Hub::new(
+        store.clone(),
+        HubConfig::new(PeerId::from("server"), StorageId::from("server-storage")),
+    );
+    let connection = ConnectionId(1);
+    hub.handle_connected(connection);
+    let join = Message::Join(Join {
+        sender_id: PeerId::from("late-phone"),
+        peer_metadata: PeerMetadata {
+            storage_id: None,
+            is_ephemeral: true,
+        },
+        supported_protocol_versions: vec!["1".into()],
+    });
+    hub.handle_frame(connection, &join.encode(), 0);
+    store.fail_next_commit();
+    assert_eq!(
+        hub.finish_batch(),
+        vec![Effect::Close {
+            connection,
+            reason: CloseReason::StorageFailure
+        }]
+    );
+    // The phone reconnects and is answered.
+    let again = ConnectionId(2);
+    hub.handle_connected(again);
+    hub.handle_frame(again, &join.encode(), 0);
+    let effects = hub.finish_batch();
+    assert!(
+        matches!(&effects[..], [Effect::Send { connection, frame }]
+            if *connection == again && matches!(Message::decode(frame), Ok(Message::Peer(_)))),
+        "{effects:?}"
+    );
+}

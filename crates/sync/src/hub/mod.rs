@@ -393,12 +393,19 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         self.last_storage_error = storage_error;
 
         // Keep only the closes already decided; every send may describe state
-        // that was never stored.
-        let mut effects: Vec<Effect> = std::mem::take(&mut self.pending)
-            .into_iter()
-            .filter(|effect| matches!(effect, Effect::Close { .. }))
-            .collect();
+        // that was never stored. A connection whose sends are dropped is closed too:
+        // otherwise one whose `join` came in this batch would wait for a `peer` that never
+        // comes, and one that asked for a document for a reply that never comes.
         let mut to_close = batch.touched_connections;
+        let mut effects = Vec::new();
+        for effect in std::mem::take(&mut self.pending) {
+            match effect {
+                Effect::Send { connection, .. } => {
+                    to_close.insert(connection);
+                }
+                close => effects.push(close),
+            }
+        }
         for document in &batch.touched_documents {
             if let Some(loaded) = self.documents.remove(document) {
                 to_close.extend(loaded.peers.keys().copied());

@@ -716,7 +716,7 @@ impl Store {
             }
         }
 
-        let mut claims = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut claims = Vec::new();
         let mut appends: Vec<(DocumentId, &[u8])> = Vec::new();
         let mut states: HashMap<(DocumentId, &StorageId), &[u8]> = HashMap::new();
         for (at, write) in pending.iter().enumerate() {
@@ -727,10 +727,7 @@ impl Store {
                     user,
                     at_ms,
                 } => {
-                    claims.0.push(document.to_string());
-                    claims.1.push(team.clone());
-                    claims.2.push(user.clone());
-                    claims.3.push(*at_ms);
+                    claims.push((document.to_string(), team.clone(), user.clone(), *at_ms));
                 }
                 Pending::Bind { storage, user } => {
                     self.db.execute(
@@ -767,21 +764,27 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the batch's claims: (document, team, user, time).
     fn write_claims(
         &mut self,
-        (documents, teams, users, times): (Vec<String>, Vec<String>, Vec<String>, Vec<i64>),
+        mut claims: Vec<(String, String, String, i64)>,
     ) -> Result<(), StorageError> {
-        if documents.is_empty() {
+        if claims.is_empty() {
             return Ok(());
         }
         // In document order, so that two instances claiming overlapping documents wait for
         // each other's row locks in the same order instead of deadlocking.
-        let mut order: Vec<usize> = (0..documents.len()).collect();
-        order.sort_by(|a, b| documents[*a].cmp(&documents[*b]));
-        let documents: Vec<String> = order.iter().map(|i| documents[*i].clone()).collect();
-        let teams: Vec<String> = order.iter().map(|i| teams[*i].clone()).collect();
-        let users: Vec<String> = order.iter().map(|i| users[*i].clone()).collect();
-        let times: Vec<i64> = order.iter().map(|i| times[*i]).collect();
+        claims.sort_unstable();
+        let mut documents = Vec::with_capacity(claims.len());
+        let mut teams = Vec::with_capacity(claims.len());
+        let mut users = Vec::with_capacity(claims.len());
+        let mut times = Vec::with_capacity(claims.len());
+        for (document, team, user, time) in claims {
+            documents.push(document);
+            teams.push(team);
+            users.push(user);
+            times.push(time);
+        }
         // Another instance may have claimed one of these documents meanwhile (two phones of a
         // team pushing a new account through two instances at once). For the same team that
         // changes nothing: the first claim stands. For another team the batch fails: its frames

@@ -358,9 +358,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             if applied.is_none() {
                 self.counters.automerge_panics_refused += 1;
             }
-            self.rebuild_after_bad_data(connection, document_id);
-            self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
-            return Err(Handled);
+            return Err(self.refuse_bad_data(connection, document_id));
         }
         if peer.state.their_capabilities.is_some()
             && let Some(state) = self.connections.get_mut(&connection)
@@ -374,9 +372,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             return Ok(false);
         }
         let Some(changes) = guard::faithful_changes_since(&loaded.doc, &before) else {
-            self.rebuild_after_bad_data(connection, document_id);
-            self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
-            return Err(Handled);
+            return Err(self.refuse_bad_data(connection, document_id));
         };
         if let Err(error) = self.store.append_changes(&document_id, &changes) {
             return Err(self.failed(connection, StorageFailure::store(error)));
@@ -392,6 +388,14 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             loaded.stored_chunks = 1;
         }
         Ok(true)
+    }
+
+    /// Refuses a message automerge rejected, or could not apply faithfully, as invalid data:
+    /// the document goes back to what the store holds, and the sender is closed.
+    fn refuse_bad_data(&mut self, connection: ConnectionId, document_id: DocumentId) -> Handled {
+        self.rebuild_after_bad_data(connection, document_id);
+        self.refuse(connection, None, ProtocolViolation::InvalidAutomergeData);
+        Handled
     }
 
     /// The document in memory may now hold part of the bad data: rebuild it from the store,

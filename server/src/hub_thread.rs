@@ -290,7 +290,7 @@ fn run(mut hub: ServerHub, inbox: &FairQueue<Command>, shell: Shell) {
                     hub.stored_elsewhere(document);
                 }
                 Command::StoredElsewhere(None) => {
-                    for document in hub.loaded_documents() {
+                    for document in hub.documents_in_use() {
                         hub.stored_elsewhere(document);
                     }
                 }

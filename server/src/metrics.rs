@@ -158,6 +158,12 @@ impl Metrics {
             hub.documents_merged_from_store,
         );
         metric(
+            "fieldnotes_documents_loaded_for_news_total",
+            "counter",
+            "Unloaded documents open on a socket, loaded because another instance committed to them.",
+            hub.documents_loaded_for_news,
+        );
+        metric(
             "fieldnotes_storage_failures_total",
             "counter",
             "Batches that could not be stored.",

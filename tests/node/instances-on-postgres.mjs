@@ -8,10 +8,9 @@
 //    the other instance at once, and by the killed one once it is restarted.
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import * as A from "@automerge/automerge"
-import { decodeHeads } from "@automerge/automerge-repo"
 import { startServer, freshDataDir, defaultAuth, shareDatabase, testBackend } from "./lib/server.mjs"
 import { connectClient, pull, sleep, sameHeads, waitFor, waitAllAcked } from "./lib/client.mjs"
+import { Acknowledgements, assertServes } from "./lib/acknowledged.mjs"
 import { accountSeed, editHandle, toJSON } from "./lib/accounts.mjs"
 
 if (testBackend() !== "postgres") {
@@ -82,71 +81,40 @@ test(`kill -9 of one instance while a client pushes ${TOTAL} documents through i
   const { first, second, token } = await twoInstances("fieldnotes-kill-")
   const pusher = await connectClient(first.wsUrl, { peerId: "kill-pusher", token })
   const storageId = pusher.serverStorageId
-  const acked = new Map()
-  const handles = []
+  const acks = new Acknowledgements(storageId)
   let killedAt = null
-  const fullyAcked = () => handles.filter(h => sameHeads(acked.get(h.url)?.heads, h.heads())).length
-  const onRemoteHeads = h => ({ storageId: sid, heads }) => {
-    if (sid !== storageId || !heads || heads.length === 0) return
-    const view = A.view(h.doc(), decodeHeads(heads))
-    acked.set(h.url, { heads, saved: A.save(view), json: toJSON(view) })
-    if (!killedAt && fullyAcked() >= KILL_AFTER_ACKED) {
+  const killOnceEnoughAcked = () => {
+    if (!killedAt && acks.fullyAcked() >= KILL_AFTER_ACKED) {
       pusher.stopReconnecting()
       first.child.kill("SIGKILL")
-      killedAt = { created: handles.length, fullyAcked: fullyAcked(), unacked: handles.length - fullyAcked() }
+      const fullyAcked = acks.fullyAcked()
+      killedAt = { created: acks.handles.length, fullyAcked, unacked: acks.handles.length - fullyAcked }
     }
   }
   try {
     for (let i = 0; i < TOTAL && !killedAt; i++) {
-      const h = pusher.repo.create(accountSeed(i))
-      h.on("remote-heads", onRemoteHeads(h))
-      editHandle(h, i)
-      handles.push(h)
+      editHandle(acks.watch(pusher.repo.create(accountSeed(i)), killOnceEnoughAcked), i)
       if (i % 10 === 9) await sleep(1)
     }
     const deadline = Date.now() + 120_000
     while (!killedAt && Date.now() < deadline) await sleep(10)
-    assert.ok(killedAt, `the kill never triggered: ${fullyAcked()}/${handles.length} acknowledged within 120 s`)
+    assert.ok(killedAt, `the kill never triggered: ${acks.fullyAcked()}/${acks.handles.length} acknowledged within 120 s`)
     assert.equal((await first.exited).signal, "SIGKILL")
     await sleep(500) // acknowledgements already in the socket buffer are genuine too
   } finally {
     await pusher.close({ settleMs: 0 })
     await first.kill9()
   }
-  const ackedSnapshot = new Map(acked)
-  console.log(`# kill: ${JSON.stringify(killedAt)}; acknowledged documents: ${ackedSnapshot.size}`)
+  const owed = acks.snapshot()
+  console.log(`# kill: ${JSON.stringify(killedAt)}; acknowledged documents: ${owed.size}`)
   assert.ok(killedAt.unacked > 0, "the kill must happen mid-push")
-
-  /** Every acknowledged document at its acknowledged heads, byte for byte, through `server`. */
-  async function everyAcknowledgedChangeOn(server, peerId) {
-    const puller = await connectClient(server.wsUrl, { peerId, token })
-    const lost = []
-    try {
-      assert.equal(puller.serverStorageId, storageId)
-      for (const [url, want] of ackedSnapshot) {
-        try {
-          const h = await pull(puller.repo, url, { timeoutMs: 10_000 })
-          const hex = decodeHeads(want.heads)
-          await waitFor(() => A.getMissingDeps(h.doc(), hex).length === 0, 10_000, `${url} at its acknowledged heads`)
-          const view = A.view(h.doc(), hex)
-          assert.deepEqual(toJSON(view), want.json, `content of ${url} at its acknowledged heads`)
-          assert.ok(Buffer.from(A.save(view)).equals(Buffer.from(want.saved)), `${url} byte-identical at its acknowledged heads`)
-        } catch (e) {
-          lost.push(`${url}: ${e.message}`)
-        }
-      }
-    } finally {
-      await puller.close({ settleMs: 0 })
-    }
-    assert.deepEqual(lost, [], `${lost.length}/${ackedSnapshot.size} acknowledged documents missing on ${server.url}:\n${lost.slice(0, 10).join("\n")}`)
-  }
 
   try {
     // The other instance was up all along: nothing to wait for.
-    await everyAcknowledgedChangeOn(second, "kill-puller-other")
+    await assertServes(second, owed, { token, peerId: "kill-puller-other", storageId })
     const restarted = await startServer({ dataDir: first.dataDir })
     try {
-      await everyAcknowledgedChangeOn(restarted, "kill-puller-restarted")
+      await assertServes(restarted, owed, { token, peerId: "kill-puller-restarted", storageId })
     } finally {
       await restarted.stop()
     }

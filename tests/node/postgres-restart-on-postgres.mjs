@@ -10,11 +10,10 @@
 // (see `AuthWebSocketClientAdapter.send` in lib/client.mjs).
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import * as A from "@automerge/automerge"
-import { decodeHeads } from "@automerge/automerge-repo"
 import { startServer, freshDataDir, defaultAuth, testBackend, useDatabase } from "./lib/server.mjs"
 import { startPrivateCluster } from "./lib/postgres.mjs"
-import { connectClient, pull, sleep, waitFor, waitAllAcked } from "./lib/client.mjs"
+import { connectClient, pull, sleep, waitAllAcked } from "./lib/client.mjs"
+import { Acknowledgements, assertServes } from "./lib/acknowledged.mjs"
 import { accountSeed, editHandle, toJSON } from "./lib/accounts.mjs"
 
 if (testBackend() !== "postgres") {
@@ -44,32 +43,23 @@ test(`PostgreSQL crashes and restarts while a client pushes ${RESTART_TOTAL} doc
   const { token } = await defaultAuth(first)
   const pusher = await connectClient(first.wsUrl, { peerId: "restart-pusher", token, retryInterval: 500 })
   const storageId = pusher.serverStorageId
-  const acked = new Map()
-  const handles = []
+  const acks = new Acknowledgements(storageId)
   let ackedBeforeRestart = null
-  const onRemoteHeads = h => ({ storageId: sid, heads }) => {
-    if (sid !== storageId || !heads || heads.length === 0) return
-    const view = A.view(h.doc(), decodeHeads(heads))
-    acked.set(h.url, { heads, saved: A.save(view), json: toJSON(view) })
-  }
   try {
     let restarted = false
     const notReadySeen = new Set()
     for (let i = 0; i < RESTART_TOTAL; i++) {
-      const h = pusher.repo.create(accountSeed(i))
-      h.on("remote-heads", onRemoteHeads(h))
-      editHandle(h, i)
-      handles.push(h)
+      editHandle(acks.watch(pusher.repo.create(accountSeed(i))), i)
       if (i % 10 === 9) await sleep(5)
-      if (!restarted && acked.size >= RESTART_AFTER_ACKED) {
+      if (!restarted && acks.acked.size >= RESTART_AFTER_ACKED) {
         restarted = true
         // Everything acknowledged up to the crash is owed, at those heads.
-        ackedBeforeRestart = new Map(acked)
+        ackedBeforeRestart = acks.snapshot()
         cluster.restart({ mode: "immediate" })
         for (const server of [first, second]) if ((await healthz(server)) === 503) notReadySeen.add(server.url)
       }
     }
-    assert.ok(restarted, `the restart never triggered: ${acked.size} acknowledged`)
+    assert.ok(restarted, `the restart never triggered: ${acks.acked.size} acknowledged`)
     // Both instances notice by themselves and are ready again, with nobody restarting them.
     const readyBy = Date.now() + 30_000
     while ((await healthz(first)) !== 200 || (await healthz(second)) !== 200) {
@@ -77,33 +67,22 @@ test(`PostgreSQL crashes and restarts while a client pushes ${RESTART_TOTAL} doc
       await sleep(100)
     }
     // The push completes through the same instance: the client reconnects on its own.
-    await waitAllAcked(handles, storageId, 90_000)
-    console.log(`# acknowledged before the crash: ${ackedBeforeRestart.size}; not ready seen on ${notReadySeen.size} of 2; all ${handles.length} acknowledged in the end`)
+    await waitAllAcked(acks.handles, storageId, 90_000)
+    console.log(`# acknowledged before the crash: ${ackedBeforeRestart.size}; not ready seen on ${notReadySeen.size} of 2; all ${acks.handles.length} acknowledged in the end`)
   } finally {
     await pusher.close({ settleMs: 0 })
   }
   try {
-    const puller = await connectClient(second.wsUrl, { peerId: "restart-puller", token })
-    const lost = []
+    await assertServes(second, ackedBeforeRestart, { token, peerId: "restart-puller", storageId })
+    const puller = await connectClient(second.wsUrl, { peerId: "restart-puller-all", token })
     try {
-      for (const [url, want] of ackedBeforeRestart) {
-        try {
-          const h = await pull(puller.repo, url, { timeoutMs: 10_000 })
-          const hex = decodeHeads(want.heads)
-          await waitFor(() => A.getMissingDeps(h.doc(), hex).length === 0, 10_000, `${url} at its acknowledged heads`)
-          assert.ok(Buffer.from(A.save(A.view(h.doc(), hex))).equals(Buffer.from(want.saved)), `${url} byte-identical`)
-        } catch (e) {
-          lost.push(`${url}: ${e.message}`)
-        }
-      }
-      for (const h of handles) {
+      for (const h of acks.handles) {
         const got = await pull(puller.repo, h.url, { timeoutMs: 10_000, expectHeads: h.heads() })
         assert.deepEqual(toJSON(got.doc()), toJSON(h.doc()), `${h.url} complete on the other instance`)
       }
     } finally {
       await puller.close({ settleMs: 0 })
     }
-    assert.deepEqual(lost, [], `${lost.length}/${ackedBeforeRestart.size} documents acknowledged before the crash were lost:\n${lost.slice(0, 10).join("\n")}`)
   } finally {
     await first.stop()
     await second.stop()

@@ -149,7 +149,23 @@ impl Network {
         compaction_threshold: usize,
         max_loaded: usize,
     ) -> Self {
-        let store = MemoryStore::new();
+        Self::on_store(
+            MemoryStore::new(),
+            seed,
+            clients,
+            compaction_threshold,
+            max_loaded,
+        )
+    }
+
+    /// A hub on `store`, which other hubs may share (instances on one database).
+    fn on_store(
+        store: MemoryStore,
+        seed: u64,
+        clients: usize,
+        compaction_threshold: usize,
+        max_loaded: usize,
+    ) -> Self {
         let mut config = HubConfig::new(PeerId::from("hub"), StorageId::from("hub-storage"));
         config.compaction_threshold = compaction_threshold;
         config.max_loaded_documents = max_loaded;
@@ -440,6 +456,41 @@ fn run_random_scenario(seed: u64) {
         );
         assert!(net.hub.loaded_document_count() <= 1, "seed {seed}");
     }
+}
+
+/// Two hubs on one store, as two instances on one database. A socket on the second has a
+/// document open that its hub unloaded (it keeps one document in memory); a change committed
+/// through the first must still reach that socket when the second hears of it. Before, the news
+/// was dropped for any document not in memory, and the socket waited for its next own edit.
+#[test]
+fn news_from_another_hub_reaches_a_socket_whose_document_was_unloaded() {
+    let (x, y) = (doc_id(1), doc_id(2));
+    let store = MemoryStore::new();
+    let mut one = Network::on_store(store.clone(), 1, 1, 64, usize::MAX);
+    let mut two = Network::on_store(store, 2, 1, 64, 1);
+    let mut rng = Rng(0);
+    one.connect(0);
+    two.connect(0);
+    one.edit(0, x, "visit", 1);
+    one.settle(&mut rng);
+    two.open(0, x);
+    two.settle(&mut rng);
+    two.edit(0, y, "visit", 1);
+    two.settle(&mut rng);
+    assert!(!two.hub.is_loaded(&x), "the second hub unloaded x for y");
+
+    one.edit(0, x, "visit", 2);
+    one.settle(&mut rng);
+    assert!(
+        two.hub.stored_elsewhere(x),
+        "x is open on a socket of the second hub"
+    );
+    let effects = two.hub.finish_batch();
+    two.route(effects);
+    two.settle(&mut rng);
+    let want = one.clients[0].docs.get_mut(&x).unwrap().get_heads();
+    assert_eq!(two.clients[0].docs.get_mut(&x).unwrap().get_heads(), want);
+    assert_eq!(two.hub.counters().documents_loaded_for_news, 1);
 }
 
 #[test]

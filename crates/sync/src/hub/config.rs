@@ -78,6 +78,9 @@ pub struct HubCounters {
     pub documents_evicted: u64,
     /// Documents in memory that took in changes another writer of the store committed.
     pub documents_merged_from_store: u64,
+    /// Documents unloaded here but open on a connection, loaded because another writer
+    /// committed changes to them (so the news reaches that connection).
+    pub documents_loaded_for_news: u64,
     /// Frames whose handling panicked; each closed its connection and kept nothing.
     pub panics_caught: u64,
     /// Sync messages [`crate::guard`] refused before automerge saw them.

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use automerge::sync;
 use automerge::sync::SyncDoc;
+use automerge::{Automerge, sync};
 
 use super::documents::LoadedDocument;
 use super::peer_sync::{PeerSync, resumed_sync_state, stored_sync_state};
@@ -81,11 +81,43 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
 
     /// Another writer of the same store (another server instance on one database) committed
     /// changes to `document_id`. If the document is in memory, what the store holds now is
-    /// merged into it and each of its peers is sent what it lacks, asked again first whether
-    /// it may still see the document; a document not in memory is read from the store when it
-    /// is next needed anyway. Part of the current batch: [`Hub::finish_batch`] releases the
-    /// pushes. Returns whether the document was in memory.
+    /// merged into it; if it is not but a connection here has it open (it was unloaded), it is
+    /// loaded now, since nothing else would bring the news to that peer. Each of its peers is
+    /// then sent what it lacks, asked again first whether it may still see the document. A
+    /// document nobody here has open is read from the store when it is next needed anyway.
+    /// Part of the current batch: [`Hub::finish_batch`] releases the pushes. Returns whether
+    /// the document is in memory now.
     pub fn stored_elsewhere(&mut self, document_id: DocumentId) -> bool {
+        if !self.documents.contains_key(&document_id) {
+            let open_here = self
+                .connections
+                .values()
+                .any(|state| state.open_documents.contains(&document_id));
+            if !open_here {
+                return false;
+            }
+            let loaded = self
+                .load_from_store(&document_id)
+                .and_then(|(doc, chunks)| {
+                    self.insert_loaded(document_id, doc, chunks, None)
+                        .map_err(StorageFailure::store)
+                });
+            self.batch.touched_documents.insert(document_id);
+            if let Err(failure) = loaded {
+                self.batch.storage_error.get_or_insert(failure);
+                return true;
+            }
+            self.counters.documents_loaded_for_news += 1;
+        } else if !self.merge_from_store(document_id) {
+            return true;
+        }
+        self.push_stored_to_peers(document_id);
+        true
+    }
+
+    /// Takes in what the store holds now for a document in memory; false when that brought
+    /// nothing new (or failed, which fails the batch).
+    fn merge_from_store(&mut self, document_id: DocumentId) -> bool {
         let Some(loaded) = self.documents.get(&document_id) else {
             return false;
         };
@@ -97,11 +129,11 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                     .storage_error
                     .get_or_insert(StorageFailure::store(error));
                 self.batch.touched_documents.insert(document_id);
-                return true;
+                return false;
             }
         };
         let Some(loaded) = self.documents.get_mut(&document_id) else {
-            return true;
+            return false;
         };
         for chunk in &chunks {
             if let Err(source) = loaded.doc.load_incremental(chunk) {
@@ -112,14 +144,22 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                         source: Box::new(source),
                     });
                 self.batch.touched_documents.insert(document_id);
-                return true;
+                return false;
             }
         }
         loaded.stored_chunks = chunks.len();
         if loaded.doc.get_heads() == before {
-            return true;
+            return false;
         }
         self.counters.documents_merged_from_store += 1;
+        true
+    }
+
+    /// Sends each peer of a document in memory what it lacks of it, if it may still see it.
+    fn push_stored_to_peers(&mut self, document_id: DocumentId) {
+        let Some(loaded) = self.documents.get(&document_id) else {
+            return;
+        };
         let peers: Vec<ConnectionId> = loaded.peers.keys().copied().collect();
         for peer in peers {
             match self.may_receive(peer, &document_id) {
@@ -134,14 +174,14 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                         .storage_error
                         .get_or_insert(StorageFailure::store(error));
                     self.batch.touched_documents.insert(document_id);
-                    return true;
+                    return;
                 }
             }
             let Some(target) = self.joined_peer_id(peer) else {
                 continue;
             };
             let Some(loaded) = self.documents.get_mut(&document_id) else {
-                return true;
+                return;
             };
             let Some(peer_sync) = loaded.peers.get_mut(&peer) else {
                 continue;
@@ -156,12 +196,17 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
                 self.send(peer, &frame);
             }
         }
-        true
     }
 
-    /// The ids of the documents in memory (to merge after missing another writer's news).
-    pub fn loaded_documents(&self) -> Vec<DocumentId> {
-        self.documents.keys().copied().collect()
+    /// The documents in memory or open on a connection: those to pass to
+    /// [`Hub::stored_elsewhere`] after missing another writer's news.
+    pub fn documents_in_use(&self) -> Vec<DocumentId> {
+        let mut in_use: std::collections::BTreeSet<DocumentId> =
+            self.documents.keys().copied().collect();
+        for state in self.connections.values() {
+            in_use.extend(state.open_documents.iter().copied());
+        }
+        in_use.into_iter().collect()
     }
 
     /// The batch cannot be stored; the connection goes with it.
@@ -234,6 +279,21 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
             self.send_unavailable(connection, peer_id.clone(), document_id);
             return Err(Handled);
         }
+        self.insert_loaded(document_id, doc, stored_chunks, Some(connection))
+            .map_err(|error| self.failed(connection, StorageFailure::store(error)))
+    }
+
+    /// Puts a document just read from the store in memory, with the peers that opened it
+    /// before it was unloaded (all but `except`, which opens it itself) and the sync states the
+    /// store kept for them. Returns whether the unloaded copy lost changes (its peers are then
+    /// reset).
+    fn insert_loaded(
+        &mut self,
+        document_id: DocumentId,
+        doc: Automerge,
+        stored_chunks: usize,
+        except: Option<ConnectionId>,
+    ) -> Result<bool, S::Error> {
         let reopened: Vec<(
             ConnectionId,
             Option<StorageId>,
@@ -241,7 +301,9 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         )> = self
             .connections
             .iter()
-            .filter(|(id, state)| **id != connection && state.open_documents.contains(&document_id))
+            .filter(|(id, state)| {
+                Some(**id) != except && state.open_documents.contains(&document_id)
+            })
             .map(|(id, state)| {
                 (
                     *id,
@@ -253,9 +315,7 @@ impl<S: DocStore, A: AccessPolicy<S>> Hub<S, A> {
         let reloaded_with_loss = self.lost_on_unload.remove(&document_id);
         let mut peers = BTreeMap::new();
         for (other, storage_id, capabilities) in reopened {
-            let persisted = self
-                .persisted_sync_state(&document_id, storage_id.as_ref())
-                .map_err(|error| self.failed(connection, StorageFailure::store(error)))?;
+            let persisted = self.persisted_sync_state(&document_id, storage_id.as_ref())?;
             let state = resumed_sync_state(persisted.as_deref(), capabilities, reloaded_with_loss);
             peers.insert(other, PeerSync::new(state, persisted));
         }

@@ -141,16 +141,18 @@ pub fn all(options: &Options) -> Result<()> {
     }
     eprintln!("== Node tests, our server on SQLite ==");
     run_command(node.env("FIELDNOTES_TEST_BACKEND", "sqlite"))?;
-    // The npm client's interop and the kill -9 durability check again on PostgreSQL (the
-    // browser journeys stay on SQLite: they test the web app, not the store), two instances on
-    // one database, and PostgreSQL itself crashing under a push (files node's default pattern
-    // does not pick up, as they cannot run on SQLite).
+    // The npm client's interop and the kill -9 durability check again on PostgreSQL, two
+    // instances on one database (npm clients, and the two-device browser journeys with a device
+    // on each instance), and PostgreSQL itself crashing under a push (files node's default
+    // pattern does not pick up, as they cannot run on SQLite). The other browser journeys stay
+    // on SQLite: they test the web app, not the store.
     eprintln!("== Node interop, crash and several-instance tests, our server on PostgreSQL ==");
     let started = Instant::now();
     run_command(
         Command::new("node")
             .current_dir(root.join("tests/node"))
             .env("FIELDNOTES_BIN", root.join("target/debug/fieldnotes"))
+            .env("FIELDNOTES_WEB_DIR", root.join("dist"))
             .env("FIELDNOTES_TEST_BACKEND", "postgres")
             .args([
                 "--test",
@@ -159,7 +161,12 @@ pub fn all(options: &Options) -> Result<()> {
                 "crash.test.mjs",
                 "instances-on-postgres.mjs",
                 "postgres-restart-on-postgres.mjs",
-            ]),
+            ])
+            .args(if options.skip_browser {
+                &[][..]
+            } else {
+                &["browser/two-instances-on-postgres.mjs"][..]
+            }),
     )?;
     eprintln!(
         "Node interop, crash and several-instance tests on PostgreSQL passed in {:.0} s",

@@ -7,103 +7,19 @@ import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import path from "node:path"
 import { ANN, BOB, Device, freePort, startTeamServer } from "./harness.mjs"
+import { noteSyncsAndReachesASecondDevice, offlineEditsOnTwoDevicesMerge } from "./two-devices.mjs"
 import { WORKSPACE_ROOT, freshDataDir, tokenFor } from "../lib/server.mjs"
 
 test("back online, the note syncs by itself and a second device receives it", async () => {
   const { server } = await startTeamServer()
-  const phone = new Device("sync-phone")
-  const laptop = new Device("sync-laptop")
-  after(async () => {
-    await phone.close().catch(() => {}); await laptop.close().catch(() => {})
-    await server.stop(); phone.cleanup(); laptop.cleanup()
-  })
-
-  await phone.open(server.url)
-  await phone.signIn(ANN)
-  await phone.waitForServiceWorker()
-  await phone.setOffline(true)
-  await phone.createAccount({ name: "Birch Bakery", branch: "South" })
-  await phone.addNoteFromList("Birch Bakery", { text: "Wants training on the new ovens", drivers: ["Training"] })
-  await phone.waitForSyncStatus(/Offline · \d+ changes? waiting/)
-
-  // Back online: nothing to tap.
-  await phone.setOffline(false)
-  await phone.waitForSyncStatus(/^All synced/)
-  await phone.screenshot("03-all-synced")
-
-  await laptop.open(server.url)
-  await laptop.signIn(BOB)
-  await laptop.waitForSyncStatus(/^All synced/)
-  await laptop.openAccount("Birch Bakery")
-  await laptop.page.getByTestId("timeline").getByText("Wants training on the new ovens").waitFor()
-  const meta = await laptop.page.getByTestId("timeline").locator(".meta").first().innerText()
-  assert.match(meta, /Ann Lee/, "the note keeps its author")
+  after(() => server.stop())
+  await noteSyncsAndReachesASecondDevice(server, server)
 })
 
 test("two devices edit the same account offline and merge without losing anything", async () => {
   const { server } = await startTeamServer()
-  const phone = new Device("merge-phone")
-  const laptop = new Device("merge-laptop")
-  after(async () => {
-    await phone.close().catch(() => {}); await laptop.close().catch(() => {})
-    await server.stop(); phone.cleanup(); laptop.cleanup()
-  })
-
-  await phone.open(server.url)
-  await phone.signIn(ANN)
-  await phone.createAccount({ name: "Cedar Garage" })
-  await phone.page.getByLabel("What we offer this client, in their terms").fill("We keep your vans moving.")
-  await phone.waitForSyncStatus(/^All synced/)
-
-  await laptop.open(server.url)
-  await laptop.signIn(BOB)
-  await laptop.waitForSyncStatus(/^All synced/)
-  await laptop.openAccount("Cedar Garage")
-  const laptopText = laptop.page.getByLabel("What we offer this client, in their terms")
-  assert.equal(await laptopText.inputValue(), "We keep your vans moving.")
-
-  // Both offline; both edit the same text and different fields.
-  await phone.setOffline(true)
-  await laptop.setOffline(true)
-  await phone.openAccount("Cedar Garage")
-  const phoneText = phone.page.getByLabel("What we offer this client, in their terms")
-  await phoneText.press("End")
-  await phoneText.pressSequentially(" Same-day parts.")
-  await laptopText.press("Home")
-  await laptopText.pressSequentially("Trusted advice. ")
-  await phone.addNoteFromList("Cedar Garage", { text: "Phone note: asked about fleet pricing", drivers: ["Price"] })
-  await laptop.addNoteFromList("Cedar Garage", { text: "Laptop note: loves the branch staff", drivers: ["Branch proximity"] })
-  await phone.waitForSaved()
-  await laptop.waitForSaved()
-
-  await phone.setOffline(false)
-  await laptop.setOffline(false)
-  await phone.waitForSyncStatus(/^All synced/)
-  await laptop.waitForSyncStatus(/^All synced/)
-  // The second device to sync pulls the first one's changes; give both a moment to converge.
-  await phone.page.getByRole("button", { name: "Sync now" }).click()
-  await laptop.page.getByRole("button", { name: "Sync now" }).click()
-
-  for (const device of [phone, laptop]) {
-    await device.openAccount("Cedar Garage")
-    const timeline = device.page.getByTestId("timeline")
-    await timeline.getByText("Phone note: asked about fleet pricing").waitFor()
-    await timeline.getByText("Laptop note: loves the branch staff").waitFor()
-    const text = device.page.getByLabel("What we offer this client, in their terms")
-    await assert.doesNotReject(async () => {
-      await text.evaluate(async el => {
-        const deadline = Date.now() + 10_000
-        while (Date.now() < deadline && el.value !== "Trusted advice. We keep your vans moving. Same-day parts.") {
-          await new Promise(r => setTimeout(r, 100))
-        }
-      })
-    })
-    assert.equal(await text.inputValue(), "Trusted advice. We keep your vans moving. Same-day parts.")
-    const drivers = await device.page.getByTestId("drivers").innerText()
-    assert.match(drivers, /Price/)
-    assert.match(drivers, /Branch proximity/)
-  }
-  await phone.screenshot("04-merged-account")
+  after(() => server.stop())
+  await offlineEditsOnTwoDevicesMerge(server, server)
 })
 
 test("a server killed during a sync and restarted loses nothing", async () => {

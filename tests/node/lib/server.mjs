@@ -48,11 +48,14 @@ export function postgresAdminUrl() {
   return process.env.FIELDNOTES_TEST_POSTGRES || "postgres://postgres@127.0.0.1:5432/postgres"
 }
 
-/** psql against the admin URL; throws loudly (with psql's message) when PostgreSQL does not answer. */
-function psql(sql) {
+/**
+ * psql against the admin URL, returning what it printed (unaligned, tuples only); throws loudly
+ * (with psql's message) when PostgreSQL does not answer.
+ */
+export function psql(sql) {
   const admin = postgresAdminUrl()
   try {
-    execFileSync("psql", [admin, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 })
+    return execFileSync("psql", [admin, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 }).toString()
   } catch (e) {
     throw new Error(
       `FIELDNOTES_TEST_BACKEND=postgres: \`psql ${admin} -c "${sql}"\` failed (${e.code ?? e.status}): ${String(e.stderr ?? e.message).trim()}; ` +
@@ -70,16 +73,27 @@ const testDatabases = new Map()
  * the SQLite file; every `fieldnotes serve` and `fieldnotes admin` on it gets `--database URL`.
  */
 export function testDatabaseFor(dataDir) {
-  if (testBackend() !== "postgres") return null
   const key = path.resolve(dataDir)
   if (!testDatabases.has(key)) {
-    if (testDatabases.size === 0) process.once("exit", dropTestDatabases)
-    const name = `fieldnotes_test_${crypto.randomBytes(8).toString("hex")}`
-    psql(`CREATE DATABASE ${name}`)
-    const admin = postgresAdminUrl()
-    testDatabases.set(key, { name, url: `${admin.slice(0, admin.lastIndexOf("/"))}/${name}` })
+    if (testBackend() !== "postgres") return null
+    newTestDatabase(dataDir)
   }
   return testDatabases.get(key).url
+}
+
+/**
+ * Gives `dataDir` a fresh PostgreSQL database of its own whatever FIELDNOTES_TEST_BACKEND says (a
+ * benchmark that runs both backends in one process), dropped when this process exits. Returns
+ * { name, url }.
+ */
+export function newTestDatabase(dataDir) {
+  if (testDatabases.size === 0) process.once("exit", dropTestDatabases)
+  const name = `fieldnotes_test_${crypto.randomBytes(8).toString("hex")}`
+  psql(`CREATE DATABASE ${name}`)
+  const admin = postgresAdminUrl()
+  const made = { name, url: `${admin.slice(0, admin.lastIndexOf("/"))}/${name}` }
+  testDatabases.set(path.resolve(dataDir), made)
+  return made
 }
 
 /**

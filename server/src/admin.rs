@@ -11,7 +11,9 @@ use std::io::{BufRead as _, Write as _};
 use anyhow::Context as _;
 
 use crate::auth::{self, DAY_MS, SessionKind, password};
-use crate::cli::{AdminArgs, AdminCommand, SessionCommand, TeamCommand, TokenCommand, UserCommand};
+use crate::cli::{
+    AdminArgs, AdminCommand, ExportFormat, SessionCommand, TeamCommand, TokenCommand, UserCommand,
+};
 use crate::storage::{Database, Store};
 
 fn read_password_line() -> anyhow::Result<String> {
@@ -32,6 +34,50 @@ fn new_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
     };
     password::check_strength(&password)?;
     Ok((password, generated))
+}
+
+/// `admin export`: the team's CSV files, or its JSON file, into `dir`.
+fn export(
+    store: &mut Store,
+    team: &str,
+    format: ExportFormat,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let team = auth::find_team(store.db_mut(), team)?;
+    let export = crate::export::read_team(store, team)?;
+    let files = match format {
+        ExportFormat::Csv => export.csv_files(),
+        ExportFormat::Json => vec![(
+            "team.json",
+            serde_json::to_string_pretty(&export.json(auth::now_ms() as i64))? + "\n",
+        )],
+    };
+    crate::export::write_files(dir, &files)?;
+    let notes: usize = export.accounts.iter().map(|a| a.notes.len()).sum();
+    eprintln!(
+        "exported {} accounts and {notes} notes of {} to {}: {}",
+        export.accounts.len(),
+        export.team.name,
+        dir.display(),
+        files
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if export.not_stored > 0 {
+        eprintln!(
+            "{} accounts in the team's list are not on the server yet (a phone has not synced them)",
+            export.not_stored
+        );
+    }
+    if export.refused > 0 {
+        eprintln!(
+            "{} entries of the team's list name documents that are not this team's accounts: left out",
+            export.refused
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -78,6 +124,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     let mut store = Store::open_database(&database)
         .with_context(|| format!("cannot open the database {}", database.describe()))?;
+    if let AdminCommand::Export { team, format, out } = &args.command {
+        return export(&mut store, team, *format, out);
+    }
     let connection = store.db_mut();
     let mut out = std::io::stdout().lock();
     let base = args.public_url.trim_end_matches('/');
@@ -238,7 +287,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let count = auth::adopt_unowned(connection, &team)?;
             eprintln!("{count} document(s) now belong to {}", team.name);
         }
-        AdminCommand::Migrate { .. } | AdminCommand::Backup { .. } => {
+        AdminCommand::Migrate { .. }
+        | AdminCommand::Backup { .. }
+        | AdminCommand::Export { .. } => {
             unreachable!("handled before the database is opened")
         }
     }

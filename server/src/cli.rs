@@ -89,6 +89,18 @@ pub enum AdminCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Write a team's accounts, notes, follow-ups, goals and contacts as CSV files for a
+    /// spreadsheet, or as one JSON file (docs/export.md).
+    Export {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// The folder to write into (made if missing; files of the same names are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Copy everything from one database to another (documents, users with their password
     /// hashes, sessions, owners, sync states); safe to run again.
     Migrate {
@@ -119,6 +131,15 @@ On PostgreSQL (--database postgres://...) this command refuses; use pg_dump inst
   pg_dump --format=custom --file=fieldnotes.dump 'postgres://USER@HOST:5432/DB'
 and restore into an empty database with:
   pg_restore --dbname='postgres://USER@HOST:5432/DB' fieldnotes.dump";
+
+/// What `admin export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// accounts.csv, notes.csv, follow_ups.csv, goals.csv, contacts.csv.
+    Csv,
+    /// team.json.
+    Json,
+}
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum TeamCommand {

@@ -15,6 +15,7 @@ pub mod backup;
 pub mod cli;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod fair_queue;
 pub mod http;
 pub mod hub_thread;

@@ -94,6 +94,10 @@ struct Inner {
     limits: Limits,
     sockets: Arc<SocketCounts>,
     password_hashes: Arc<tokio::sync::Semaphore>,
+    /// Where an export opens its own connection (none for an in-memory database).
+    export_database: Option<Database>,
+    /// One export at a time.
+    exports: tokio::sync::Semaphore,
 }
 
 /// Shared by every route. Cheap to clone.
@@ -187,12 +191,24 @@ impl AppState {
                 password_hashes: Arc::new(tokio::sync::Semaphore::new(
                     options.limits.concurrent_password_hashes.max(1),
                 )),
+                export_database: match (&options.database, &options.data_dir) {
+                    (Some(url), _) => Some(Database::parse(url)),
+                    (None, Some(dir)) => Some(Database::Sqlite(dir.join(DATABASE_FILE))),
+                    (None, None) => None,
+                },
+                exports: tokio::sync::Semaphore::new(1),
             }),
         })
     }
 
     pub fn hub(&self) -> &HubHandle {
         &self.inner.hub
+    }
+    pub fn export_database(&self) -> Option<&Database> {
+        self.inner.export_database.as_ref()
+    }
+    pub fn exports(&self) -> &tokio::sync::Semaphore {
+        &self.inner.exports
     }
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -247,6 +263,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(routes::sync::router())
         .merge(routes::api::router())
+        .merge(routes::export::router())
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .with_state(state);
